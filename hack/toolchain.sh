@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Builds the local control plane and its tools from pinned upstream releases,
+# through the Go module proxy, into a cache outside the repository.
+#
+#   hack/toolchain.sh          build what is missing, print the bin folder
+#   hack/toolchain.sh --path   print the bin folder only (no build)
+#
+# Each tool gets its own wrapper module so that one tool's dependency versions
+# never leak into another's build (minimal version selection across
+# Kubernetes, Prometheus and Helm in one go.mod does not compile).
+set -euo pipefail
+
+# Pinned versions: changing any of them gives a new cache folder.
+K8S_VERSION=v1.34.4
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.7.0
+HELM_VERSION=v3.19.5
+PROMETHEUS_VERSION=v0.313.5 # Prometheus 3.13.x as a Go module
+
+VERSIONS="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}"
+CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
+TOOLCHAIN="$CACHE_ROOT/toolchain/$VERSIONS"
+BIN="$TOOLCHAIN/bin"
+
+if [[ "${1:-}" == "--path" ]]; then
+  echo "$BIN"
+  exit 0
+fi
+
+die() { echo "toolchain: $*" >&2; exit 1; }
+command -v go >/dev/null || die "the Go toolchain is missing: install Go 1.24 or newer (https://go.dev/doc/install) and re-run"
+
+mkdir -p "$BIN" "$TOOLCHAIN/src"
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+START=$SECONDS
+
+# A binary counts as built only once its marker exists, so a build that was
+# interrupted (a corrupt cache) is redone rather than trusted.
+built() {
+  local name
+  for name in "$@"; do
+    [[ -x "$BIN/$name" && -f "$BIN/.$name.ok" ]] || return 1
+  done
+}
+
+# wrapper NAME MODULE VERSION: a module that requires MODULE@VERSION
+wrapper() {
+  local dir="$TOOLCHAIN/src/$1"
+  mkdir -p "$dir"
+  if [[ ! -f "$dir/go.mod" ]] || ! grep -q "$2 $3" "$dir/go.mod"; then
+    rm -f "$dir/go.mod" "$dir/go.sum"
+    printf 'module arenastack.local/toolchain/%s\n\ngo 1.24\n' "$1" >"$dir/go.mod"
+  fi
+  echo "$dir"
+}
+
+# build NAME... : go build each listed package (given as name=package)
+build() {
+  local dir=$1; shift
+  local pair name pkg t0
+  for pair in "$@"; do
+    name=${pair%%=*}; pkg=${pair#*=}
+    if built "$name"; then
+      echo "toolchain: $name cached"
+      continue
+    fi
+    t0=$SECONDS
+    rm -f "$BIN/.$name.ok"
+    (cd "$dir" && go build -trimpath -ldflags="-s -w" -o "$BIN/$name" "$pkg") \
+      || die "building $name from $pkg failed (see the output above)"
+    touch "$BIN/.$name.ok"
+    echo "toolchain: built $name in $((SECONDS - t0)) s (total $((SECONDS - START)) s)"
+  done
+}
+
+k8s() {
+  built kube-apiserver kube-controller-manager kube-scheduler kubectl && {
+    echo "toolchain: kubernetes $K8S_VERSION cached"; return; }
+  local dir gomod staging
+  dir=$(wrapper kubernetes k8s.io/kubernetes "$K8S_VERSION")
+  # k8s.io/kubernetes points its staging modules at ./staging; replace each
+  # with the twin published as v0.<minor>.<patch>.
+  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  staging="v0.${K8S_VERSION#v1.}"
+  (
+    cd "$dir"
+    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | while read -r m; do
+      go mod edit -replace "$m=$m@$staging"
+    done
+    go get "k8s.io/kubernetes@$K8S_VERSION"
+  )
+  build "$dir" \
+    kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+    kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
+    kubectl=k8s.io/kubernetes/cmd/kubectl
+}
+
+simple() { # simple WRAPPER MODULE VERSION name=pkg...
+  local wname=$1 module=$2 version=$3; shift 3
+  local names=() pair
+  for pair in "$@"; do names+=("${pair%%=*}"); done
+  built "${names[@]}" && { echo "toolchain: ${names[*]} cached"; return; }
+  local dir
+  dir=$(wrapper "$wname" "$module" "$version")
+  (cd "$dir" && go get "$module@$version")
+  build "$dir" "$@"
+}
+
+# Order: what the control plane needs first.
+simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd=go.etcd.io/etcd/server/v3
+k8s
+simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" kwok=sigs.k8s.io/kwok/cmd/kwok
+simple helm helm.sh/helm/v3 "$HELM_VERSION" helm=helm.sh/helm/v3/cmd/helm
+simple prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+  prometheus=github.com/prometheus/prometheus/cmd/prometheus \
+  promtool=github.com/prometheus/prometheus/cmd/promtool
+
+echo "toolchain: ready in $BIN ($((SECONDS - START)) s)"
+echo "$BIN"
