@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtual environment in .venv from
+# requirements/lock.txt. uv comes from PyPI into a cached bootstrap venv.
+#   hack/venv.sh          sync .venv with the lock
+#   hack/venv.sh --lock   recompile the lock from requirements/*.in, then sync
+set -euo pipefail
+cd "$(dirname "$0")/.."
+UV_VERSION=0.13.8
+PYTHON=${PYTHON:-python3.11}
+CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
+BOOT="$CACHE_ROOT/uv-$UV_VERSION"
+UV="$BOOT/bin/uv"
+if [[ ! -x "$UV" ]]; then
+  "$PYTHON" -m venv "$BOOT"
+  "$BOOT/bin/pip" install -q "uv==$UV_VERSION"
+fi
+if [[ "${1:-}" == "--lock" || ! -f requirements/lock.txt ]]; then
+  "$UV" pip compile -q --python "$PYTHON" --no-header requirements/*.in -o requirements/lock.txt
+fi
+stamp=.venv/.lock.sha
+want=$(cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-16)
+if [[ -x .venv/bin/python && -f $stamp && "$(cat $stamp)" == "$want" ]]; then
+  exit 0
+fi
+[[ -x .venv/bin/python ]] || "$UV" venv -q --python "$PYTHON" .venv
+"$UV" pip sync -q --python .venv/bin/python requirements/lock.txt
+"$UV" pip install -q --python .venv/bin/python --no-deps -e .
+echo "$want" >"$stamp"
+echo "venv: .venv synced with requirements/lock.txt"
