@@ -1,0 +1,69 @@
+# arenastack: the commands people type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+ARENASTACK := $(VENV)/bin/arenastack
+PYTEST_ARGS ?=
+
+.PHONY: help setup apt venv toolchain lock crds crds-check lint fmt test test-unit \
+        test-integration demo demo-down cluster-up cluster-down bench
+
+help: ## list the targets
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+apt: ## install the Debian packages the tests and demo need
+	@hack/apt.sh
+
+venv: ## create or sync the project virtual environment (.venv)
+	@hack/venv.sh
+
+lock: ## recompile requirements/lock.txt from requirements/*.in
+	@hack/venv.sh --lock
+
+toolchain: ## build the pinned control plane, kwok, helm, prometheus (cached)
+	@hack/toolchain.sh >/dev/null
+
+setup: apt venv toolchain
+
+crds: venv ## regenerate charts/arenastack/crds from the typed definitions
+	@$(PY) -m arenastack_operator.crdgen
+
+crds-check: venv
+	@$(PY) -m arenastack_operator.crdgen --check
+
+lint: venv toolchain ## ruff, helm lint
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$$(hack/toolchain.sh --path)/helm lint --strict charts/arenastack
+
+fmt: venv
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+test: setup lint ## install everything, then run the whole suite
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: venv ## unit tests only (no processes)
+	@$(VENV)/bin/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+test-integration: setup
+	@$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+cluster-up: setup ## start the local control plane (simulated nodes)
+	@$(ARENASTACK) cluster up
+
+cluster-down: ## stop the local control plane
+	@$(ARENASTACK) cluster down
+
+demo: setup ## bring the local stack up and show what it runs
+	@hack/demo.sh
+
+demo-down: ## stop what the demo started
+	@hack/demo.sh --down
+
+bench: ## run every benchmark (not part of make test)
+	@for b in tests/bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+bench-%: venv ## run one benchmark: make bench-<name>
+	@$(PY) tests/bench/bench_$*.py

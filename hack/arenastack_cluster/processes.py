@@ -1,0 +1,119 @@
+"""Background processes of the local cluster: start detached, track by pid file, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class ClusterError(RuntimeError):
+    """A problem the user can act on; the CLI prints it as one line."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_free(port: int, what: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise ClusterError(
+                f"port {port} for {what} is already in use; free it or unset the variable "
+                "that fixed it"
+            ) from None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); read its state to be sure.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Process:
+    """One component: its pid file and log live in the state folder."""
+
+    def __init__(self, state: Path, name: str) -> None:
+        self.name = name
+        self.pidfile = state / "run" / f"{name}.pid"
+        self.log = state / "logs" / f"{name}.log"
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        pid = self.pid
+        return pid is not None and pid_alive(pid)
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI; `down` stops it
+                env={**os.environ, **(env or {})},
+            )
+        self.pidfile.write_text(str(proc.pid))
+
+    def stop(self, grace: float = 10.0) -> None:
+        pid = self.pid
+        if pid is not None and pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + grace
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if pid_alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.pidfile.unlink(missing_ok=True)
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, proc: Process | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and not proc.alive():
+            raise ClusterError(f"{what} exited during start-up; see {proc.log}: {proc.tail(1)}")
+        time.sleep(0.25)
+    hint = f"; see {proc.log}" if proc is not None else ""
+    raise ClusterError(f"{what} was not healthy after {timeout:.0f} s{hint}")
