@@ -28,7 +28,11 @@ if [[ "${1:-}" == "--path" ]]; then
 fi
 
 die() { echo "toolchain: $*" >&2; exit 1; }
-command -v go >/dev/null || die "the Go toolchain is missing: install Go 1.24 or newer (https://go.dev/doc/install) and re-run"
+# Progress goes to stderr; stdout carries only the bin folder, for callers.
+exec 3>&1 1>&2
+need_go() {
+  command -v go >/dev/null || die "the Go toolchain is missing: install Go 1.24 or newer and re-run"
+}
 
 mkdir -p "$BIN" "$TOOLCHAIN/src"
 export GOFLAGS="-mod=mod -buildvcs=false"
@@ -65,6 +69,7 @@ build() {
       echo "toolchain: $name cached"
       continue
     fi
+    need_go
     t0=$SECONDS
     rm -f "$BIN/.$name.ok"
     (cd "$dir" && go build -trimpath -ldflags="-s -w" -o "$BIN/$name" "$pkg") \
@@ -77,6 +82,7 @@ build() {
 k8s() {
   built kube-apiserver kube-controller-manager kube-scheduler kubectl && {
     echo "toolchain: kubernetes $K8S_VERSION cached"; return; }
+  need_go
   local dir gomod staging
   dir=$(wrapper kubernetes k8s.io/kubernetes "$K8S_VERSION")
   # k8s.io/kubernetes points its staging modules at ./staging; replace each
@@ -89,7 +95,7 @@ k8s() {
     grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | while read -r m; do
       go mod edit -replace "$m=$m@$staging"
     done
-    go get "k8s.io/kubernetes@$K8S_VERSION"
+    go get "k8s.io/kubernetes@$K8S_VERSION" 2>go-get.log || die "go get failed; see $dir/go-get.log"
   )
   build "$dir" \
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
@@ -103,9 +109,10 @@ simple() { # simple WRAPPER MODULE VERSION name=pkg...
   local names=() pair
   for pair in "$@"; do names+=("${pair%%=*}"); done
   built "${names[@]}" && { echo "toolchain: ${names[*]} cached"; return; }
+  need_go
   local dir
   dir=$(wrapper "$wname" "$module" "$version")
-  (cd "$dir" && go get "$module@$version")
+  (cd "$dir" && go get "$module@$version" 2>go-get.log) || die "go get failed; see $dir/go-get.log"
   build "$dir" "$@"
 }
 
@@ -119,4 +126,4 @@ simple prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
   promtool=github.com/prometheus/prometheus/cmd/promtool
 
 echo "toolchain: ready in $BIN ($((SECONDS - START)) s)"
-echo "$BIN"
+echo "$BIN" >&3
