@@ -1,0 +1,132 @@
+"""The operator's Prometheus metrics, kept in their own registry (one instance per process)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+NAMESPACE = "arenastack_operator"
+
+# Reconciles range from a status patch (tens of ms) to building many child objects (seconds).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+RESULT_SUCCESS = "success"
+RESULT_RETRY = "retry"  # kopf.TemporaryError: kopf retries after the given delay
+RESULT_ERROR = "error"  # any other exception (kopf retries with backoff, or gives up if permanent)
+RESULT_CANCELLED = "cancelled"  # the operator stopped while the handler ran
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.reconciles = Counter(
+            "reconciles",
+            "Reconcile handler runs, by resource kind and result.",
+            ["kind", "result"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.reconcile_duration = Histogram(
+            "reconcile_duration_seconds",
+            "Wall time of reconcile handler runs, by resource kind.",
+            ["kind"],
+            namespace=NAMESPACE,
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.managed_objects = Gauge(
+            "managed_objects",
+            "Custom resources the operator currently manages, by kind and phase.",
+            ["kind", "phase"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "leader",
+            "1 while this replica holds the leader lease and reconciles, 0 while on standby.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.leadership_acquisitions = Counter(
+            "leadership_acquisitions",
+            "Times this replica acquired the leader lease.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.info = Info(
+            "build",
+            "Identity of this operator replica.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self._phases: dict[str, PhaseTracker] = {}
+        self._phases_lock = threading.Lock()
+
+    def with_process_collectors(self) -> OperatorMetrics:
+        """Add the standard process_*/python_* series (only once per process: they are global)."""
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        return self
+
+    def phases(self, kind: str) -> PhaseTracker:
+        with self._phases_lock:
+            if kind not in self._phases:
+                self._phases[kind] = PhaseTracker(self.managed_objects, kind)
+            return self._phases[kind]
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+        if leading:
+            self.leadership_acquisitions.inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class PhaseTracker:
+    """Keeps `managed_objects{kind,phase}` equal to the count of known objects in each phase.
+
+    A phase that empties stays exported as 0 rather than vanishing, so rate/alert queries over it
+    do not see gaps.
+    """
+
+    def __init__(self, gauge: Gauge, kind: str) -> None:
+        self._gauge = gauge
+        self._kind = kind
+        self._by_object: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, key: str, phase: str) -> None:
+        with self._lock:
+            previous = self._by_object.get(key)
+            if previous == phase:
+                return
+            self._by_object[key] = phase
+            self._publish({phase} | ({previous} if previous else set()))
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            previous = self._by_object.pop(key, None)
+            if previous is not None:
+                self._publish({previous})
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(Tally(self._by_object.values()))
+
+    def _publish(self, phases: set[str]) -> None:
+        tally = Tally(self._by_object.values())
+        for phase in phases:
+            self._gauge.labels(kind=self._kind, phase=phase).set(tally.get(phase, 0))
