@@ -35,6 +35,9 @@ need_go() {
 }
 
 mkdir -p "$BIN" "$TOOLCHAIN/src"
+# One build at a time: concurrent callers (tests, the demo, helpers) wait here.
+exec 9>"$TOOLCHAIN/.lock"
+flock 9
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 START=$SECONDS

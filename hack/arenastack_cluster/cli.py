@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from arenastack_cluster import demo
 from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.processes import ClusterError
 
@@ -36,11 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = actions.add_parser(name, help=text)
         p.add_argument("--profile", choices=PROFILES, default="kwok")
+    demo_cmd = sub.add_parser("demo", help="the local stack with the chart and operator")
+    demo_cmd.add_argument("action", choices=("up", "down"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.group == "demo":
+        return demo.main([args.action])
     cluster = LocalCluster(profile=args.profile)
     try:
         if args.action == "up":

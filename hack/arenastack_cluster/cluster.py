@@ -29,6 +29,7 @@ from arenastack_cluster.processes import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLCHAIN_SCRIPT = REPO_ROOT / "hack" / "toolchain.sh"
+CHART_DIR = REPO_ROOT / "charts" / "arenastack"
 SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
