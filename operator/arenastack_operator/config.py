@@ -41,6 +41,7 @@ class OperatorConfig:
     identity: str
     timing: LeaseTiming
     shutdown_timeout: float
+    raycluster_controller: bool = True  # off where KubeRay already reconciles RayClusters
 
     @property
     def clusterwide(self) -> bool:
@@ -135,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds in-flight handlers get to finish on "
         "SIGTERM before they are cancelled; default 5",
     )
+    p.add_argument(
+        "--disable-raycluster",
+        action="store_true",
+        default=None,
+        help="do not reconcile ray.io/v1 RayClusters (KubeRay already does)",
+    )
     return p
 
 
@@ -218,4 +225,12 @@ def parse(
         identity=identity,
         timing=timing,
         shutdown_timeout=typed("shutdown-timeout", 5, _positive),
+        raycluster_controller=not (
+            args.disable_raycluster
+            or _typed(
+                "disable-raycluster",
+                environ.get(_env_name("disable-raycluster")) or "false",
+                _boolean,
+            )
+        ),
     )

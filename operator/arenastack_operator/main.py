@@ -35,19 +35,22 @@ from arenastack_operator.raycluster import handlers as raycluster
 
 logger = logging.getLogger("arenastack_operator")
 
-HANDLER_MODULES = (raycluster, inferencedeployment, arenaevaluation)
-
 
 def build_registry(cfg: OperatorConfig, metrics: OperatorMetrics) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kube.register_login(registry, cfg.kubeconfig)
-    for module in HANDLER_MODULES:
-        module.register(registry, metrics)
+    if cfg.raycluster_controller:
+        raycluster.register(registry, metrics)
+    inferencedeployment.register(registry, metrics)
+    arenaevaluation.register(registry, metrics)
     return registry
 
 
-def build_settings() -> kopf.OperatorSettings:
+def build_settings(cfg: OperatorConfig) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    # Watching only some namespaces, the operator holds a Role, not a ClusterRole: it can neither
+    # list namespaces nor watch CRDs, so kopf must not try (it would warn and fall back anyway).
+    settings.scanning.disabled = not cfg.clusterwide
     # The Lease decides who reconciles; kopf's peering would need its own CRD and RBAC.
     settings.peering.standalone = True
     settings.peering.mandatory = False
@@ -180,7 +183,7 @@ class Operator:
             logger.error("Cannot load Kubernetes credentials: %s", e)
             return constants.EXIT_CONFIG_ERROR
         registry = build_registry(self.cfg, self.metrics)
-        self.kopf = KopfThread(self.cfg, registry, build_settings(), loop)
+        self.kopf = KopfThread(self.cfg, registry, build_settings(self.cfg), loop)
 
         host = self.cfg.bind_address
         await self.servers.start("health", health_app(self.probe), host, self.cfg.health_port)
