@@ -1,0 +1,1 @@
+"""arenastack arena: Bradley-Terry ratings engine, vote service and web UI."""
