@@ -1,0 +1,248 @@
+"""The operator process against the real apiserver, under the chart's ServiceAccount RBAC:
+leader election between two replicas, takeover, SIGTERM, probes, metrics and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from operator_runner import LEASE_DURATION_S, RETRY_PERIOD_S, OperatorProcess, OperatorRunner
+
+from arenastack_operator import constants
+
+pytestmark = pytest.mark.integration
+
+RAYCLUSTER = """
+apiVersion: ray.io/v1
+kind: RayCluster
+metadata:
+  name: {name}
+spec:
+  rayVersion: "2.60.0"
+  headGroupSpec:
+    rayStartParams: {{}}
+    template:
+      spec:
+        containers:
+          - name: ray-head
+            image: rayproject/ray:2.60.0
+  workerGroupSpecs:
+    - groupName: cpu
+      replicas: {replicas}
+      minReplicas: 0
+      maxReplicas: 4
+      rayStartParams: {{}}
+      template:
+        spec:
+          containers:
+            - name: ray-worker
+              image: rayproject/ray:2.60.0
+"""
+
+
+def lease_holder(cluster, runner: OperatorRunner) -> str | None:
+    proc = cluster.kubectl(
+        "get", "lease", runner.lease_name, "-n", runner.lease_namespace, "-o", "json", check=False
+    )
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)["spec"].get("holderIdentity")
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def apply_raycluster(cluster, namespace: str, name: str, replicas: int) -> None:
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=RAYCLUSTER.format(name=name, replicas=replicas)
+    )
+
+
+def raycluster(cluster, namespace: str, name: str) -> dict:
+    return json.loads(
+        cluster.kubectl("get", "raycluster", name, "-n", namespace, "-o", "json").stdout
+    )
+
+
+def reconciled(cluster, namespace: str, name: str, generation: int, by: str) -> dict | None:
+    obj = raycluster(cluster, namespace, name)
+    annotations = obj["metadata"].get("annotations", {})
+    status = obj.get("status", {})
+    if (
+        status.get("observedGeneration") == generation
+        and annotations.get(constants.ANNOTATION_RECONCILED_BY) == by
+    ):
+        return obj
+    return None
+
+
+def reconcile_count(op: OperatorProcess, kind: str = "RayCluster") -> float:
+    return op.metric("arenastack_operator_reconciles_total", kind=kind, result="success") or 0.0
+
+
+def assert_json_logs(*ops: OperatorProcess) -> None:
+    for op in ops:
+        records = op.logs()
+        assert records, f"{op.identity} logged nothing"
+        unparsed = [r["unparsed"] for r in records if "unparsed" in r]
+        assert not unparsed, f"{op.identity}: non-JSON output lines: {unparsed[:5]}"
+        for r in records:
+            assert {"timestamp", "level", "logger", "message"} <= r.keys(), r
+
+
+def test_one_leader_reconciles_and_a_standby_takes_over(cluster, namespace, operator_runner):
+    first = operator_runner.start()
+    first.wait_role("leader")
+    second = operator_runner.start()
+    status, ready = second.readyz()
+    assert (status, ready["role"], ready["leader"]) == (200, "standby", first.identity)
+    assert lease_holder(cluster, operator_runner) == first.identity
+
+    apply_raycluster(cluster, namespace, "rc", replicas=1)
+    obj = wait_for(
+        "the leader to reconcile",
+        lambda: reconciled(cluster, namespace, "rc", 1, first.identity),
+        timeout=30,
+    )
+    (progressing,) = [
+        c for c in obj["status"]["conditions"] if c["type"] == constants.CONDITION_PROGRESSING
+    ]
+    assert progressing["status"] == "True" and progressing["observedGeneration"] == 1
+    assert first.identity in progressing["message"]
+
+    # Only the leader reconciled: the standby has no handler runs at all.
+    assert reconcile_count(first) >= 1
+    assert reconcile_count(second) == 0
+    assert first.metric("arenastack_operator_leader") == 1
+    assert second.metric("arenastack_operator_leader") == 0
+    assert (
+        wait_for(
+            "the phase gauge",
+            lambda: first.metric(
+                "arenastack_operator_managed_objects", kind="RayCluster", phase="Progressing"
+            ),
+            timeout=10,
+        )
+        == 1
+    )
+    metrics = first.metrics()
+    for series in (
+        "arenastack_operator_reconcile_duration_seconds_bucket",
+        "arenastack_operator_build_info",
+        "process_resident_memory_bytes",
+    ):
+        assert series in metrics, series
+
+    # The leader dies without releasing: the standby waits out the lease, then leads.
+    killed_at = time.monotonic()
+    first.kill()
+    wait_for(
+        "the standby to take the lease",
+        lambda: lease_holder(cluster, operator_runner) == second.identity,
+        timeout=LEASE_DURATION_S * 3,
+    )
+    takeover = time.monotonic() - killed_at
+    # Never before the lease could have expired (measured from the last renewal we may have
+    # missed), and not much later than its duration plus one jittered retry.
+    assert LEASE_DURATION_S - 2 * RETRY_PERIOD_S <= takeover <= LEASE_DURATION_S + 3, takeover
+    second.wait_role("leader")
+
+    # The new leader resumes existing objects and handles new generations.
+    wait_for(
+        "the new leader to resume the object",
+        lambda: reconciled(cluster, namespace, "rc", 1, second.identity),
+        timeout=30,
+    )
+    apply_raycluster(cluster, namespace, "rc", replicas=2)
+    wait_for(
+        "the new leader to reconcile generation 2",
+        lambda: reconciled(cluster, namespace, "rc", 2, second.identity),
+        timeout=30,
+    )
+    assert reconcile_count(second) >= 2
+    assert_json_logs(first, second)
+
+
+def test_sigterm_exits_zero_quickly_and_releases_the_lease(cluster, operator_runner):
+    leader = operator_runner.start()
+    leader.wait_role("leader")
+    standby = operator_runner.start()
+    assert standby.readyz()[1]["role"] == "standby"
+
+    stopped_at = time.monotonic()
+    assert leader.terminate(timeout=15) == 0
+    exit_s = time.monotonic() - stopped_at
+    # Released, not expired: the standby leads well before the lease duration.
+    wait_for(
+        "the standby to take the released lease",
+        lambda: lease_holder(cluster, operator_runner) == standby.identity,
+        timeout=LEASE_DURATION_S,
+    )
+    handover_s = time.monotonic() - stopped_at
+    assert handover_s < exit_s + LEASE_DURATION_S / 2, (exit_s, handover_s)
+    leader.wait_for_log(lambda r: r.get("message") == "Released the lease", timeout=1)
+
+    standby.wait_role("leader")
+    assert standby.terminate(timeout=15) == 0
+    assert lease_holder(cluster, operator_runner) is None
+    assert_json_logs(leader, standby)
+
+
+def test_standby_stops_cleanly_on_sigterm(operator_runner):
+    leader = operator_runner.start()
+    leader.wait_role("leader")
+    standby = operator_runner.start()
+    assert standby.terminate(timeout=10) == 0
+    assert leader.readyz()[1]["role"] == "leader"
+
+
+def test_losing_the_lease_stops_reconciling_and_exits_nonzero(cluster, operator_runner):
+    leader = operator_runner.start()
+    leader.wait_role("leader")
+    # Someone else takes the lease (as a partitioned leader would find on its return).
+    cluster.kubectl(
+        "patch", "lease", operator_runner.lease_name, "-n", operator_runner.lease_namespace,
+        "--type=merge", "-p", json.dumps({"spec": {"holderIdentity": "intruder"}}),
+    )  # fmt: skip
+    assert leader.wait_exit(timeout=LEASE_DURATION_S * 2) == constants.EXIT_LEADERSHIP_LOST
+    leader.wait_for_log(lambda r: r.get("message", "").startswith("Lost the lease"), timeout=1)
+    assert lease_holder(cluster, operator_runner) == "intruder"
+
+
+def test_probes_answer_json(operator_runner):
+    op = operator_runner.start()
+    op.wait_role("leader")
+    status, live = op.healthz()
+    assert status == 200 and live["status"] == "ok" and live["identity"] == op.identity
+    status, ready = op.readyz()
+    assert status == 200 and ready["leader"] == op.identity
+
+
+def test_namespaced_operator_ignores_other_namespaces(cluster, namespace, operator_runner):
+    other = f"{namespace}-other"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        op = operator_runner.start(namespaces=[namespace])
+        op.wait_role("leader")
+        apply_raycluster(cluster, other, "outside", replicas=0)
+        apply_raycluster(cluster, namespace, "inside", replicas=0)
+        wait_for(
+            "the watched namespace's object",
+            lambda: reconciled(cluster, namespace, "inside", 1, op.identity),
+            timeout=30,
+        )
+        assert "status" not in raycluster(cluster, other, "outside")
+        assert reconcile_count(op) == 1
+        # Namespaced, kopf must not need (or warn about) cluster-wide scanning permissions.
+        warnings = [r for r in op.logs() if r.get("level") in ("WARNING", "ERROR")]
+        assert not warnings, warnings
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
