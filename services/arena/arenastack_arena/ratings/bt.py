@@ -32,7 +32,13 @@ from arenastack_arena.ratings.scale import EloScale
 # enough that well-connected models move by far less than 0.01 Elo.
 RIDGE = 1e-3
 TOLERANCE = 1e-10
+# Bootstrap rounds stop at 1e-7 (2e-5 Elo): far below their own spread.
+BOOTSTRAP_TOLERANCE = 1e-7
 MAX_ITER = 100
+# Steps shorter than this (natural-log units, ~170 Elo) are taken without a
+# likelihood check: near the optimum Newton's quadratic model is accurate, and
+# the check costs as much as the step.
+TRUSTED_STEP = 1.0
 
 
 def single_threaded_blas() -> threadpool_limits:
@@ -144,36 +150,54 @@ def newton(
     # Adding 11^T/p fixes the one free direction (a common shift) without
     # changing any step, because the gradient is always orthogonal to it.
     centring = 1.0 / p
-    objective = log_likelihood(data, theta) - 0.5 * ridge * theta @ theta
     for it in range(1, max_iter + 1):
         grad = score(data, theta) - ridge * theta
         hess = information(data, theta)
         hess += centring
         hess.flat[:: p + 1] += ridge
         step = cho_solve(cho_factor(hess, check_finite=False), grad, check_finite=False)
-        # Newton on a concave objective rarely overshoots; halve when it does.
-        for _ in range(30):
-            trial = theta + step
-            value = log_likelihood(data, trial) - 0.5 * ridge * trial @ trial
-            if value >= objective - 1e-9 * abs(objective):
-                break
-            step *= 0.5
-        theta, objective = trial, value
-        if np.abs(step).max() < tol:
+        longest = np.abs(step).max()
+        if longest > TRUSTED_STEP:
+            # Newton on a concave objective rarely overshoots; halve when it does.
+            objective = log_likelihood(data, theta) - 0.5 * ridge * theta @ theta
+            for _ in range(30):
+                value = log_likelihood(data, theta + step) - 0.5 * ridge * (theta + step) @ (
+                    theta + step
+                )
+                if value >= objective - 1e-9 * abs(objective):
+                    break
+                step *= 0.5
+        theta = theta + step
+        if longest < tol:
             return theta, it
     return theta, max_iter
 
 
+def edge_pattern(data: PairData) -> np.ndarray:
+    """Which directions of each pair have points; the win graph depends on nothing else."""
+    return np.concatenate([data.w > 0, data.n - data.w > 0])
+
+
 def fit_pairs(
-    data: PairData, theta0: np.ndarray | None = None
+    data: PairData,
+    theta0: np.ndarray | None = None,
+    tol: float = TOLERANCE,
+    known_connected: bool = False,
 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """Fits strengths; returns (theta, iterations, mask of flagged models)."""
+    """Fits strengths; returns (theta, iterations, mask of flagged models).
+
+    ``known_connected`` skips the graph check when the caller knows the win
+    graph is strongly connected (a bootstrap draw with the full data's edges).
+    """
     present = (
         np.bincount(data.i, data.n, data.n_models) + np.bincount(data.j, data.n, data.n_models)
     ) > 0
-    exists, outside = mle_exists(data, present)
+    if known_connected:
+        exists, outside = True, np.zeros(data.n_models, bool)
+    else:
+        exists, outside = mle_exists(data, present)
     ridge = 0.0 if exists else RIDGE
-    theta, iterations = newton(data, theta0, ridge)
+    theta, iterations = newton(data, theta0, ridge, tol)
     return theta, iterations, outside | ~present
 
 

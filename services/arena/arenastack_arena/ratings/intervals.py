@@ -7,10 +7,13 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import expit
 
 from arenastack_arena.ratings.bt import (
+    BOOTSTRAP_TOLERANCE,
     PairData,
+    edge_pattern,
     fit_pairs,
     information,
     laplacian,
+    mle_exists,
     single_threaded_blas,
 )
 from arenastack_arena.ratings.counts import PairCounts
@@ -34,6 +37,8 @@ def bootstrap_ratings(
     base = PairData.from_counts(counts)
     if theta_hat is None:
         theta_hat, _, _ = fit_pairs(base)
+    full_edges = edge_pattern(base)
+    full_connected = mle_exists(base, np.ones(base.n_models, bool))[0]
     keep = (counts.wins_i + counts.wins_j + counts.ties) > 0
     cells = np.stack([counts.wins_i[keep], counts.wins_j[keep], counts.ties[keep]], axis=1)
     total = int(cells.sum())
@@ -44,7 +49,8 @@ def bootstrap_ratings(
         for r in range(rounds):
             draw = rng.multinomial(total, probs).reshape(cells.shape).astype(np.float64)
             data = PairData.from_cells(base, draw[:, 0], draw[:, 1], draw[:, 2])
-            out[r], _, _ = fit_pairs(data, theta_hat)
+            same_graph = full_connected and np.array_equal(edge_pattern(data), full_edges)
+            out[r], _, _ = fit_pairs(data, theta_hat, BOOTSTRAP_TOLERANCE, same_graph)
     return out
 
 
