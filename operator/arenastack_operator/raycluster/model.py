@@ -1,0 +1,178 @@
+"""A parsed RayCluster with KubeRay's defaults applied, and the checks the CRD schema cannot do.
+
+Everything here is pure: the builders, the planner and the status all read a `Cluster`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from arenastack_operator import constants
+from arenastack_operator.raycluster.spec import (
+    MANAGED_BY_MULTIKUEUE,
+    RayClusterSpec,
+    WorkerGroupSpec,
+)
+
+# From this Ray version the dashboard agent answers /api/healthz for both raylet and GCS.
+HTTP_PROBE_MIN_VERSION: Final = (2, 53)
+ENV_AUTOSCALER_V2: Final = "RAY_enable_autoscaler_v2"
+ENV_REDIS_ADDRESS: Final = "RAY_REDIS_ADDRESS"
+_TRUE = ("1", "true")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+
+
+class InvalidSpec(ValueError):
+    """A spec the apiserver accepted but no pods can be built from; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: RayClusterSpec
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Cluster:
+        meta = body.get("metadata") or {}
+        return cls(
+            name=meta["name"],
+            namespace=meta.get("namespace") or "default",
+            uid=meta.get("uid") or "",
+            generation=int(meta.get("generation") or 0),
+            spec=RayClusterSpec.model_validate(body.get("spec") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+    @property
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": constants.RAYCLUSTER.api_version,
+            "kind": constants.RAYCLUSTER.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.spec.suspend)
+
+    @property
+    def autoscaling(self) -> bool:
+        return bool(self.spec.enable_in_tree_autoscaling)
+
+    @property
+    def autoscaler_v2(self) -> bool:
+        """Explicitly chosen v2 (autoscalerOptions.version, or the env var on the head's Ray
+        container); without either, Ray picks the generation itself."""
+        if not self.autoscaling:
+            return False
+        options = self.spec.autoscaler_options
+        if options is not None and options.version is not None:
+            return options.version == "v2"
+        value = env_value(self.head_container, ENV_AUTOSCALER_V2)
+        return value is not None and value.lower() in _TRUE
+
+    @property
+    def head_container(self) -> Mapping[str, Any]:
+        return self.spec.head_group_spec.template["spec"]["containers"][0]
+
+    @property
+    def http_probes(self) -> bool:
+        """Ray >= 2.53 answers /api/healthz; an unset or unparsable version means a current one."""
+        match = _VERSION.match(self.spec.ray_version or "")
+        if match is None:
+            return True
+        return (int(match[1]), int(match[2])) >= HTTP_PROBE_MIN_VERSION
+
+    @property
+    def gcs_port(self) -> int:
+        params = self.spec.head_group_spec.ray_start_params or {}
+        return int(params.get("port", "6379"))
+
+    @property
+    def ft_enabled(self) -> bool:
+        return self.spec.gcs_fault_tolerance_options is not None
+
+    @property
+    def managed_elsewhere(self) -> bool:
+        return self.spec.managed_by == MANAGED_BY_MULTIKUEUE
+
+    @property
+    def recreate_on_change(self) -> bool:
+        strategy = self.spec.upgrade_strategy
+        return strategy is not None and strategy.type == "Recreate"
+
+    def group_suspended(self, group: WorkerGroupSpec) -> bool:
+        return self.suspended or bool(group.suspend)
+
+    def desired_workers(self, group: WorkerGroupSpec) -> int:
+        """Pods the group should have: replicas held within [minReplicas, maxReplicas], times
+        numOfHosts; none while the cluster or the group is suspended."""
+        if self.group_suspended(group):
+            return 0
+        replicas = min(max(group.replicas, group.min_replicas), group.max_replicas)
+        return replicas * group.num_of_hosts
+
+    @property
+    def worker_groups(self) -> list[WorkerGroupSpec]:
+        return list(self.spec.worker_group_specs or [])
+
+
+def env_value(container: Mapping[str, Any], name: str) -> str | None:
+    for env in container.get("env") or []:
+        if env.get("name") == name:
+            return env.get("value")
+    return None
+
+
+def validate(cluster: Cluster) -> None:
+    """Raise InvalidSpec for what KubeRay refuses at reconcile time (the schema cannot see it)."""
+    spec = cluster.spec
+    ft = spec.gcs_fault_tolerance_options
+    if ft is not None:
+        if ft.backend == "rocksdb":
+            # KubeRay keeps this alpha backend behind a feature gate that is off by default.
+            raise InvalidSpec(
+                "spec.gcsFaultToleranceOptions.backend: rocksdb (embedded GCS storage) is not "
+                "supported; use backend redis with redisAddress"
+            )
+        head_env_address = env_value(cluster.head_container, ENV_REDIS_ADDRESS)
+        if not ft.redis_address and not head_env_address:
+            raise InvalidSpec(
+                "spec.gcsFaultToleranceOptions.redisAddress is required (or set "
+                f"{ENV_REDIS_ADDRESS} on the head's Ray container)"
+            )
+        if ft.redis_address and head_env_address:
+            raise InvalidSpec(
+                "spec.gcsFaultToleranceOptions.redisAddress and the head container's "
+                f"{ENV_REDIS_ADDRESS} cannot both be set"
+            )
+    for where, params in _all_start_params(cluster):
+        for key in ("num-cpus", "num-gpus", "memory"):
+            value = params.get(key)
+            if value is not None and not _is_number(value):
+                raise InvalidSpec(f"{where}.rayStartParams.{key}: {value!r} is not a number")
+
+
+def _all_start_params(cluster: Cluster) -> list[tuple[str, Mapping[str, str]]]:
+    found = [("spec.headGroupSpec", cluster.spec.head_group_spec.ray_start_params or {})]
+    for i, group in enumerate(cluster.worker_groups):
+        found.append((f"spec.workerGroupSpecs[{i}]", group.ray_start_params or {}))
+    return found
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
