@@ -13,7 +13,7 @@ from arenastack_cluster import demo
 from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.processes import ClusterError
 
-PROFILES = ("kwok",)
+PROFILES = ("kwok", "local")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         choices=PROFILES,
         default="kwok",
-        help="kwok: simulated nodes (integration tests, scale)",
+        help="kwok: simulated nodes (integration tests, scale); local: pods run as real "
+        "processes on a local node (end-to-end tests, the demo)",
     )
     up.add_argument("--cpu-nodes", type=int, default=4)
     up.add_argument("--gpu-nodes", type=int, default=4)

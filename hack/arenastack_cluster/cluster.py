@@ -33,6 +33,9 @@ CHART_DIR = REPO_ROOT / "charts" / "arenastack"
 SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# The local profile runs pods for real on a local node (arenastack_cluster.localnode).
+LOCAL_COMPONENTS = (*COMPONENTS[:4], "kube-proxy", "coredns", "localnode")
+LOOPBACK = "127.0.0.1"
 # Controllers the tests and the operator rely on, named as kube-controller-manager
 # names them; the rest of its defaults stay on too.
 CONTROLLERS = "*"
@@ -75,12 +78,17 @@ class Ports:
 class LocalCluster:
     """A control plane whose state lives in ``state``; safe to `up` repeatedly."""
 
-    def __init__(self, state: Path | None = None, profile: str = "kwok") -> None:
-        self.state = (state or REPO_ROOT / ".state" / f"cluster-{profile}").resolve()
+    def __init__(
+        self, state: Path | None = None, profile: str = "kwok", pod_cidr: str | None = None
+    ) -> None:
+        default = os.environ.get("ARENASTACK_STATE") or REPO_ROOT / ".state" / f"cluster-{profile}"
+        self.state = Path(state or default).resolve()
         self.profile = profile
         self.pki = self.state / "pki"
         self.kubeconfig = self.state / "kubeconfig"
-        self.procs = {name: Process(self.state, name) for name in COMPONENTS}
+        self.components = LOCAL_COMPONENTS if profile == "local" else COMPONENTS
+        self.procs = {name: Process(self.state, name) for name in self.components}
+        self.pod_cidr = pod_cidr
         self._bin: Path | None = None
 
     # -- paths and access ------------------------------------------------
@@ -92,8 +100,13 @@ class LocalCluster:
         return self._bin
 
     @property
+    def host(self) -> str:
+        """Where the apiserver listens: loopback, or the local node's bridge address."""
+        return self._read_meta().get("host", LOOPBACK)
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self._read_meta()['ports']['apiserver']}"
+        return f"https://{self.host}:{self._read_meta()['ports']['apiserver']}"
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
@@ -149,7 +162,7 @@ class LocalCluster:
         meta = self._read_meta()
         if not meta or not all(p.alive() for p in self.procs.values()):
             return False
-        return self._get(f"https://127.0.0.1:{meta['ports']['apiserver']}/readyz") == 200
+        return self._get(f"{self.server}/readyz") == 200
 
     def up(self, cpu_nodes: int = 4, gpu_nodes: int = 4, log=print) -> None:  # noqa: ANN001
         if self.healthy():
@@ -160,21 +173,34 @@ class LocalCluster:
         self._bin = toolchain_bin(build=True)
         ports = Ports.pick()
         (self.state / "etcd").mkdir(parents=True, exist_ok=True)
-        ensure_pki(self.pki)
-        for client in CLIENTS:
-            self._write_kubeconfig(client.file_stem, ports.apiserver)
+        host = LOOPBACK
+        if self.profile == "local":
+            from arenastack_cluster.localnode import profile as localprofile  # imports this module
+
+            host = localprofile.prepare(self, ports.apiserver, self.pod_cidr).bridge_ip
+        ensure_pki(self.pki, extra_ips=() if host == LOOPBACK else (host,))
         # Written before any process starts so `down` can always find them.
         meta = {"ports": ports.__dict__, "bin": str(self._bin), "profile": self.profile}
+        meta["host"] = host
+        for client in CLIENTS:
+            self._write_kubeconfig(client.file_stem, host, ports.apiserver)
         (self.state / "cluster.json").write_text(json.dumps(meta, indent=2))
         (self.state / "kubeconfig").write_text((self.state / "admin.kubeconfig").read_text())
 
         self._start_etcd(ports)
         log(f"cluster: etcd ready on 127.0.0.1:{ports.etcd_client}")
         self._start_apiserver(ports)
-        log(f"cluster: kube-apiserver ready on https://127.0.0.1:{ports.apiserver}")
+        log(f"cluster: kube-apiserver ready on https://{host}:{ports.apiserver}")
         self._start_controller_manager(ports)
         self._start_scheduler(ports)
         log("cluster: kube-controller-manager and kube-scheduler healthy")
+        if self.profile == "local":
+            localprofile.start(self, log)
+            self._wait_nodes_ready(1)
+            self._wait_default_service_account()
+            log(f"cluster: local node ready in {time.monotonic() - t0:.0f} s; kubeconfig "
+                f"{self.kubeconfig}")  # fmt: skip
+            return
         self._start_kwok(ports)
         nodes.register(self, cpu_nodes, gpu_nodes)
         self._wait_nodes_ready(cpu_nodes + gpu_nodes)
@@ -185,8 +211,12 @@ class LocalCluster:
         )
 
     def down(self, quiet: bool = False) -> None:
-        for name in reversed(COMPONENTS):
+        for name in reversed(self.components):
             self.procs[name].stop()
+        if self.profile == "local":
+            from arenastack_cluster.localnode import profile as localprofile  # imports this module
+
+            localprofile.stop(self)
         shutil.rmtree(self.state / "etcd", ignore_errors=True)
         (self.state / "cluster.json").unlink(missing_ok=True)
         if not quiet:
@@ -228,13 +258,17 @@ class LocalCluster:
 
     def _start_apiserver(self, ports: Ports) -> None:
         pki = self.pki
+        host = self.host
+        # The local profile's pods reach the apiserver at the node's bridge address, and
+        # the `kubernetes` Service's endpoints must name it; kwok's stay as they were.
+        local = ["--endpoint-reconciler-type=lease", "--kubelet-preferred-address-types=InternalIP"]
         self.procs["kube-apiserver"].start(
             [
                 str(self.bin / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
                 f"--secure-port={ports.apiserver}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
@@ -245,11 +279,11 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type=none",
+                *(local if self.profile == "local" else ["--endpoint-reconciler-type=none"]),
                 "--v=1",
             ]
         )
-        url = f"https://127.0.0.1:{ports.apiserver}/readyz"
+        url = f"https://{host}:{ports.apiserver}/readyz"
         wait_for("kube-apiserver", lambda: self._get(url) == 200, 90, self.procs["kube-apiserver"])
 
     def _start_controller_manager(self, ports: Ports) -> None:
@@ -316,7 +350,7 @@ class LocalCluster:
         wait_for("kwok", lambda: self._get(url, tls=False) == 200, 60, self.procs["kwok"])
 
     # -- helpers ----------------------------------------------------------
-    def _write_kubeconfig(self, stem: str, port: int) -> None:
+    def _write_kubeconfig(self, stem: str, host: str, port: int) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -324,7 +358,7 @@ class LocalCluster:
                 {
                     "name": "arenastack-local",
                     "cluster": {
-                        "server": f"https://127.0.0.1:{port}",
+                        "server": f"https://{host}:{port}",
                         "certificate-authority": str(self.pki / "ca.crt"),
                     },
                 }
@@ -384,7 +418,8 @@ class LocalCluster:
             ]
             return len(ready_nodes) >= count
 
-        wait_for("simulated nodes", ready, 60, self.procs["kwok"])
+        node_proc = self.procs["localnode" if self.profile == "local" else "kwok"]
+        wait_for("simulated nodes", ready, 60, node_proc)
 
     def _wait_default_service_account(self) -> None:
         # Pods cannot be created in a namespace until its default ServiceAccount exists.

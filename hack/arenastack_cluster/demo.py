@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
@@ -40,10 +39,22 @@ def up() -> None:
     _section(f"helm install {RELEASE} charts/arenastack (namespace {NAMESPACE})")
     helm = [str(cluster.bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
     proc = subprocess.run(
-        [*helm, "upgrade", "--install", RELEASE, str(CHART_DIR), "-n", NAMESPACE,
-         "--create-namespace", "--set", "operator.replicas=0", "--wait"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART_DIR),
+            "-n",
+            NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "operator.replicas=0",
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise ClusterError(f"helm install failed: {proc.stderr.strip()}")
     print(proc.stdout.strip().split("NOTES:")[0].strip())
@@ -57,11 +68,17 @@ def up() -> None:
         )
         ports = {"metrics": free_port(), "health": free_port()}
         operator.start(
-            [sys.executable, "-m", "arenastack_operator", f"--kubeconfig={kubeconfig}",
-             f"--metrics-port={ports['metrics']}", f"--health-port={ports['health']}",
-             "--bind-address=127.0.0.1"],
+            [
+                sys.executable,
+                "-m",
+                "arenastack_operator",
+                f"--kubeconfig={kubeconfig}",
+                f"--metrics-port={ports['metrics']}",
+                f"--health-port={ports['health']}",
+                "--bind-address=127.0.0.1",
+            ],
             env={"POD_NAMESPACE": NAMESPACE, "POD_NAME": "demo-operator"},
-        )  # fmt: skip
+        )
         meta_path.write_text(json.dumps(ports))
     ports = json.loads(meta_path.read_text())
     health = f"http://127.0.0.1:{ports['health']}"
@@ -79,7 +96,23 @@ def up() -> None:
     )
     _section(f"kubectl apply -f {SAMPLE.relative_to(REPO_ROOT)}")
     print(cluster.kubectl("apply", "-n", "default", "-f", str(SAMPLE)).stdout.strip())
-    time.sleep(3)
+    wait_for(
+        "the operator to reconcile the sample",
+        lambda: (
+            cluster.kubectl(
+                "get",
+                "raycluster",
+                "demo",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.status.observedGeneration}",
+            ).stdout.strip()
+            != ""
+        ),
+        60,
+        operator,
+    )
     _section("kubectl get arenastack -A")
     print(cluster.kubectl("get", "arenastack", "-A").stdout.strip())
 

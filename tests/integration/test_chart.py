@@ -28,21 +28,28 @@ def test_values_schema_rejects_bad_values(cluster):
     proc = cluster.helm("template", "x", str(CHART), "--set", "operator.replicas=-1", check=False)
     assert proc.returncode != 0
     assert "replicas" in proc.stderr
-    proc = cluster.helm(
-        "template", "x", str(CHART), "--set", "operator.logLevel=LOUD", check=False
-    )
+    proc = cluster.helm("template", "x", str(CHART), "--set", "operator.logLevel=LOUD", check=False)
     assert proc.returncode != 0 and "logLevel" in proc.stderr
 
 
 def test_install_matches_values_and_uninstall_leaves_only_crds(cluster, crds, namespace):
     release = f"chart-{namespace}"
     cluster.helm(
-        "install", release, str(CHART), "-n", namespace,
-        "--set", "operator.replicas=2",
-        "--set", "operator.resources.limits.memory=768Mi",
-        "--set", "operator.ports.metrics=9090",
-        "--wait", "--timeout", "120s",
-    )  # fmt: skip
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        "operator.replicas=2",
+        "--set",
+        "operator.resources.limits.memory=768Mi",
+        "--set",
+        "operator.ports.metrics=9090",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     (deploy,) = _objects(cluster, "deployments", release, namespace)
     assert deploy["spec"]["replicas"] == 2
     assert deploy["status"].get("readyReplicas") == 2
@@ -84,9 +91,14 @@ def test_install_matches_values_and_uninstall_leaves_only_crds(cluster, crds, na
 
 def test_namespaced_install_grants_a_role_not_a_clusterrole(cluster, crds, namespace):
     rendered = cluster.helm(
-        "template", "r", str(CHART), "-n", namespace,
-        "--set", "operator.watchAllNamespaces=false",
-    ).stdout  # fmt: skip
+        "template",
+        "r",
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        "operator.watchAllNamespaces=false",
+    ).stdout
     kinds = [d["kind"] for d in yaml.safe_load_all(rendered) if d]
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
     assert kinds.count("Role") == 2

@@ -23,10 +23,28 @@ def test_session_cluster_has_cpu_and_gpu_nodes(cluster):
 
 
 def test_gpu_pod_is_scheduled_on_a_gpu_node(cluster, namespace):
-    cluster.kubectl("run", "gpu", "-n", namespace, "--image=x", "--restart=Never",
-                    "--overrides", json.dumps({"spec": {"containers": [{
-                        "name": "gpu", "image": "x",
-                        "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}))  # fmt: skip
+    cluster.kubectl(
+        "run",
+        "gpu",
+        "-n",
+        namespace,
+        "--image=x",
+        "--restart=Never",
+        "--overrides",
+        json.dumps(
+            {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "gpu",
+                            "image": "x",
+                            "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                        }
+                    ]
+                }
+            }
+        ),
+    )
     cluster.kubectl("wait", "-n", namespace, "pod/gpu", "--for=condition=Ready", "--timeout=60s")
     pod = json.loads(cluster.kubectl("get", "pod", "gpu", "-n", namespace, "-o", "json").stdout)
     assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
@@ -37,8 +55,9 @@ def test_controllers_run(cluster, namespace):
     # owner chain and the garbage collector are exercised on delete.
     cluster.kubectl("create", "deployment", "web", "-n", namespace, "--image=x", "--replicas=3")
     cluster.kubectl("rollout", "status", "-n", namespace, "deploy/web", "--timeout=60s")
-    cluster.kubectl("delete", "deployment", "web", "-n", namespace, "--cascade=foreground",
-                    "--timeout=60s")  # fmt: skip
+    cluster.kubectl(
+        "delete", "deployment", "web", "-n", namespace, "--cascade=foreground", "--timeout=60s"
+    )
     left = cluster.kubectl("get", "replicasets,pods", "-n", namespace, "-o", "name").stdout
     assert left.strip() == ""
 
@@ -70,8 +89,9 @@ def test_port_in_use_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def _toolchain_without_go(cache) -> subprocess.CompletedProcess[str]:
-    path = ":".join(p for p in os.environ["PATH"].split(":")
-                    if not os.path.exists(os.path.join(p, "go")))  # fmt: skip
+    path = ":".join(
+        p for p in os.environ["PATH"].split(":") if not os.path.exists(os.path.join(p, "go"))
+    )
     return subprocess.run(
         [str(TOOLCHAIN_SCRIPT)],
         capture_output=True,
