@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
 
-CHART = REPO_ROOT / "charts" / "arenastack"
+CHART = CHART_DIR
 CRD_DIR = CHART / "crds"
 # The release the fixtures install (RBAC and ServiceAccount only); separate from
 # whatever release a test installs itself.
