@@ -2,8 +2,10 @@
 # Builds the local control plane and its tools from pinned upstream releases,
 # through the Go module proxy, into a cache outside the repository.
 #
-#   hack/toolchain.sh          build what is missing, print the bin folder
-#   hack/toolchain.sh --path   print the bin folder only (no build)
+#   hack/toolchain.sh [PART...]  build what is missing, print the bin folder;
+#                                PART: controlplane (etcd, Kubernetes, kwok, helm)
+#                                or monitoring (prometheus, promtool); default both
+#   hack/toolchain.sh --path     print the bin folder only (no build)
 #
 # Each tool gets its own wrapper module so that one tool's dependency versions
 # never leak into another's build (minimal version selection across
@@ -83,7 +85,7 @@ build() {
 }
 
 k8s() {
-  built kube-apiserver kube-controller-manager kube-scheduler kubectl && {
+  built kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy && {
     echo "toolchain: kubernetes $K8S_VERSION cached"; return; }
   need_go
   local dir gomod staging
@@ -104,7 +106,8 @@ k8s() {
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
     kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
-    kubectl=k8s.io/kubernetes/cmd/kubectl
+    kubectl=k8s.io/kubernetes/cmd/kubectl \
+    kube-proxy=k8s.io/kubernetes/cmd/kube-proxy
 }
 
 simple() { # simple WRAPPER MODULE VERSION name=pkg...
@@ -119,14 +122,24 @@ simple() { # simple WRAPPER MODULE VERSION name=pkg...
   build "$dir" "$@"
 }
 
-# Order: what the control plane needs first.
-simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd=go.etcd.io/etcd/server/v3
-k8s
-simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" kwok=sigs.k8s.io/kwok/cmd/kwok
-simple helm helm.sh/helm/v3 "$HELM_VERSION" helm=helm.sh/helm/v3/cmd/helm
-simple prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
-  prometheus=github.com/prometheus/prometheus/cmd/prometheus \
-  promtool=github.com/prometheus/prometheus/cmd/promtool
+parts=("$@")
+((${#parts[@]})) || parts=(controlplane monitoring)
+for part in "${parts[@]}"; do
+  case "$part" in
+    controlplane)
+      simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd=go.etcd.io/etcd/server/v3
+      k8s
+      simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" kwok=sigs.k8s.io/kwok/cmd/kwok
+      simple helm helm.sh/helm/v3 "$HELM_VERSION" helm=helm.sh/helm/v3/cmd/helm
+      ;;
+    monitoring)
+      simple prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+        prometheus=github.com/prometheus/prometheus/cmd/prometheus \
+        promtool=github.com/prometheus/prometheus/cmd/promtool
+      ;;
+    *) die "unknown part '$part' (controlplane or monitoring)" ;;
+  esac
+done
 
 echo "toolchain: ready in $BIN ($((SECONDS - START)) s)"
 echo "$BIN" >&3

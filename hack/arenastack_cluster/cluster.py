@@ -41,9 +41,10 @@ LOOPBACK = "127.0.0.1"
 CONTROLLERS = "*"
 
 
-def toolchain_bin(build: bool = True) -> Path:
-    """The folder with the pinned binaries; builds whatever is missing first."""
-    argv = [str(TOOLCHAIN_SCRIPT)] if build else [str(TOOLCHAIN_SCRIPT), "--path"]
+def toolchain_bin(build: bool = True, part: str = "controlplane") -> Path:
+    """The folder with the pinned binaries; builds what `part` needs first
+    (controlplane or monitoring)."""
+    argv = [str(TOOLCHAIN_SCRIPT), part] if build else [str(TOOLCHAIN_SCRIPT), "--path"]
     # Progress lines pass through to the terminal on stderr; stdout is the path.
     proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:

@@ -25,7 +25,7 @@ DASHBOARD = CHART_DIR / "dashboards" / "operator.json"
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return str(toolchain_bin(build=True) / "promtool")
+    return str(toolchain_bin(build=True, part="monitoring") / "promtool")
 
 
 def test_rules_pass_promtool_check(promtool):
