@@ -1,0 +1,69 @@
+"""Settings of one local node, shared by the agent, the network set-up and the cluster."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from arenastack_cluster.cluster import CLUSTER_DOMAIN, REPO_ROOT, SERVICE_CIDR
+
+IMAGES_CONFIG = REPO_ROOT / "hack" / "localnode-images.yaml"
+DEFAULT_POD_CIDR = "10.244.0.0/24"
+DEFAULT_NODE_NAME = "localnode"
+KUBELET_PORT = 10250
+DNS_PORT = 53
+
+
+@dataclass
+class NodeConfig:
+    state: Path
+    kubeconfig: Path
+    name: str = DEFAULT_NODE_NAME
+    pod_cidr: str = DEFAULT_POD_CIDR
+    gpus: int = 0
+    cpu: str = "8"
+    memory: str = "32Gi"
+    max_pods: int = 110
+    images_config: Path = IMAGES_CONFIG
+    service_cidr: str = SERVICE_CIDR
+    cluster_domain: str = CLUSTER_DOMAIN
+    # CrashLoopBackOff: first restart at once, then base * 2^n up to the cap (kubelet: 10 s, 300 s).
+    backoff_base: float = 10.0
+    backoff_cap: float = 300.0
+    # Where the apiserver is reachable from pods (the bridge address in the local profile).
+    apiserver_port: int = 6443
+    dns_ip: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.pod_cidr)
+
+    @property
+    def bridge_ip(self) -> str:
+        """The node's own address: the first host of the pod range, on the bridge."""
+        return str(next(self.network.hosts()))
+
+    @property
+    def bridge(self) -> str:
+        # Interface names are limited to 15 characters; the range picks the name so
+        # two local nodes (a demo and a test run) never share one bridge.
+        octets = self.network.network_address.packed
+        return f"asbr{octets[1]}x{octets[2]}"
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.state / "pods"
+
+    def save(self, path: Path) -> None:
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        path.write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> NodeConfig:
+        data = json.loads(path.read_text())
+        for key in ("state", "kubeconfig", "images_config"):
+            data[key] = Path(data[key])
+        return cls(**data)
