@@ -3,9 +3,11 @@ control plane, instead of kwok's simulated nodes."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arenastack_cluster.localnode import network
@@ -13,11 +15,14 @@ from arenastack_cluster.localnode.agent import kill_pod_dir
 from arenastack_cluster.localnode.config import DEFAULT_POD_CIDR, NodeConfig
 from arenastack_cluster.processes import free_port, wait_for
 
+# Fake nvidia.com/gpu capacity of the local node, so GPU-requesting pods schedule.
+GPUS_ENV = "ARENASTACK_LOCALNODE_GPUS"
+
 if TYPE_CHECKING:
     from arenastack_cluster.cluster import LocalCluster
 
 
-def config_path(cluster: LocalCluster):  # noqa: ANN201
+def config_path(cluster: LocalCluster) -> Path:
     return cluster.state / "localnode" / "node.json"
 
 
@@ -30,6 +35,7 @@ def prepare(cluster: LocalCluster, apiserver_port: int, pod_cidr: str | None) ->
         kubeconfig=cluster.state / "admin.kubeconfig",
         pod_cidr=pod_cidr or DEFAULT_POD_CIDR,
         apiserver_port=apiserver_port,
+        gpus=int(os.environ.get(GPUS_ENV, "0")),
         extra={"kubelet_port": 10250},
     )
     cfg.save(config_path(cluster))

@@ -1,0 +1,356 @@
+"""The local node runs pods as real processes: env, volumes, networking, restarts,
+probes, deletion, logs and clear failures, against a local-profile control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+
+from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.localnode.profile import GPUS_ENV
+
+pytestmark = pytest.mark.integration
+
+# A range of its own, so the session's node never meets a demo's local node (10.244.0.0/24).
+POD_CIDR = "10.245.77.0/24"
+GPUS = 2
+PYTHON_IMAGE = "python:3.11-slim"
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    os.environ[GPUS_ENV] = str(GPUS)
+    cl = LocalCluster(state=REPO_ROOT / ".state" / "test-localnode", profile="local",
+                      pod_cidr=POD_CIDR)  # fmt: skip
+    cl.up(log=lambda line: print(line, flush=True))
+    yield cl
+    if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
+        cl.down(quiet=True)
+
+
+@pytest.fixture
+def ns(local_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"ln-{request.node.name.replace('_', '-')[5:30].strip('-')}"
+    local_cluster.kubectl("create", "namespace", name)
+    # Pods cannot be created before the namespace's default ServiceAccount exists.
+    wait(lambda: local_cluster.kubectl("get", "sa", "default", "-n", name, check=False)
+         .returncode == 0, 30, "default ServiceAccount")  # fmt: skip
+    yield name
+    local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait(check: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def apply(cl: LocalCluster, ns: str, *objs: dict) -> None:
+    cl.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(objs))
+
+
+def get_pod(cl: LocalCluster, ns: str, name: str) -> dict | None:
+    out = cl.kubectl("get", "pod", name, "-n", ns, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def wait_pod(
+    cl: LocalCluster,
+    ns: str,
+    name: str,
+    pred: Callable[[dict], bool],
+    timeout: float = 30,
+    what: str = "",
+) -> dict:
+    def check() -> dict | None:
+        pod = get_pod(cl, ns, name)
+        return pod if pod and pred(pod) else None
+
+    try:
+        return wait(check, timeout, what or f"pod {name}")  # type: ignore[return-value]
+    except AssertionError:
+        status = json.dumps((get_pod(cl, ns, name) or {}).get("status"), indent=1)
+        raise AssertionError(f"timed out waiting for {what or name}: {status}") from None
+
+
+def ready(pod: dict) -> bool:
+    conds = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def phase(value: str) -> Callable[[dict], bool]:
+    return lambda pod: pod.get("status", {}).get("phase") == value
+
+
+def pod(name: str, command: list[str], **spec: object) -> dict:
+    container = {"name": "main", "image": PYTHON_IMAGE, "command": command}
+    container.update(spec.pop("container", {}))  # type: ignore[arg-type]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"terminationGracePeriodSeconds": 2, "containers": [container], **spec},
+    }
+
+
+def http_server(name: str, port: int = 8000, **spec: object) -> dict:
+    """A pod that writes what it sees into /data and serves /data over HTTP."""
+    script = (
+        "env > /data/env.txt; echo $HOSTNAME > /data/index.html; "
+        f"exec python -m http.server {port} --directory /data"
+    )
+    # Ready once it listens, so tests may fetch from it as soon as the pod is Ready.
+    probe = {"tcpSocket": {"port": port}, "periodSeconds": 1}
+    spec["container"] = {"readinessProbe": probe, **spec.get("container", {})}  # type: ignore[dict-item]
+    p = pod(name, ["sh", "-c", script], volumes=[{"name": "data", "emptyDir": {}}], **spec)
+    p["spec"]["containers"][0].setdefault("volumeMounts", []).append(
+        {"name": "data", "mountPath": "/data"}
+    )
+    return p
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+def test_node_registers_with_capacity_and_gpus(local_cluster):
+    node = json.loads(local_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == str(GPUS)
+    assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    lease = json.loads(local_cluster.kubectl(
+        "get", "lease", "localnode", "-n", "kube-node-lease", "-o", "json").stdout)  # fmt: skip
+    assert lease["spec"]["holderIdentity"] == "localnode"
+
+
+def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
+    cl = local_cluster
+    apply(
+        cl, ns,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+         "data": {"greeting": "hello", "mode": "fast"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"},
+         "stringData": {"password": "s3cret"}},
+    )  # fmt: skip
+    check_api = "\n".join([
+        "import os, ssl, urllib.request as u",
+        "d = '/var/run/secrets/kubernetes.io/serviceaccount/'",
+        "c = ssl.create_default_context(cafile=d + 'ca.crt')",
+        "env = os.environ",
+        "h = f\"https://{env['KUBERNETES_SERVICE_HOST']}:{env['KUBERNETES_SERVICE_PORT']}\"",
+        "t = open(d + 'token').read()",
+        "def get(p):",
+        "    req = u.Request(h + p, headers={'Authorization': 'Bearer ' + t})",
+        "    try: return u.urlopen(req, context=c).status",
+        "    except u.HTTPError as e: return e.code",
+        "ns = open(d + 'namespace').read()",
+        "codes = [get('/version'), get(f'/api/v1/namespaces/{ns}/secrets')]",
+        "open('/data/api.txt', 'w').write(' '.join(map(str, codes)))",
+    ])  # fmt: skip
+    p = http_server("web")
+    main = p["spec"]["containers"][0]
+    main["command"][2] = (
+        'python -c "$CHECK" && cat /etc/cfg/greeting > /data/cfg.txt && '
+        "cat /etc/podinfo/labels > /data/labels.txt && " + main["command"][2]
+    )
+    main["env"] = [
+        {"name": "CHECK", "value": check_api},
+        {"name": "A", "value": "one"},
+        {"name": "B", "value": "$(A)-two $$(A) $(UNDEFINED)"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+        {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                               "divisor": "1Mi"}}},
+    ]  # fmt: skip
+    main["envFrom"] = [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}]
+    main["resources"] = {"limits": {"memory": "256Mi", "cpu": "500m"}}
+    main["volumeMounts"] += [
+        {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": True},
+        {"name": "info", "mountPath": "/etc/podinfo"},
+    ]
+    p["spec"]["volumes"] += [
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+    ]  # fmt: skip
+    init = ["sh", "-c", "echo init > /data/init.txt"]
+    p["spec"]["initContainers"] = [
+        {"name": "init", "image": PYTHON_IMAGE, "command": init,
+         "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+    ]  # fmt: skip
+    apply(cl, ns, p)
+    running = wait_pod(cl, ns, "web", ready, 40, "web Ready")
+    ip = running["status"]["podIP"]
+    assert ip.startswith("10.245.77.")
+    env = dict(
+        line.split("=", 1)
+        for line in fetch(f"http://{ip}:8000/env.txt").splitlines()
+        if "=" in line
+    )
+    assert env["B"] == "one-two $(A) $(UNDEFINED)"
+    assert (env["POD_NAME"], env["POD_NS"], env["POD_IP"], env["APP"]) == ("web", ns, ip, "web")
+    assert (env["GREETING"], env["PASSWORD"], env["MEM_MI"]) == ("hello", "s3cret", "256")
+    assert (env["CFG_greeting"], env["CFG_mode"]) == ("hello", "fast")
+    assert env["KUBERNETES_SERVICE_HOST"] and env["KUBERNETES_SERVICE_PORT"]
+    assert fetch(f"http://{ip}:8000/init.txt").strip() == "init"
+    assert fetch(f"http://{ip}:8000/cfg.txt").strip() == "hello"
+    assert fetch(f"http://{ip}:8000/labels.txt").strip() == 'app="web"'
+    # The projected token authenticates as the pod's ServiceAccount, within its RBAC.
+    assert fetch(f"http://{ip}:8000/api.txt").split() == ["200", "403"]
+    statuses = running["status"]
+    assert statuses["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert statuses["containerStatuses"][0]["state"]["running"]
+    # Logs through the apiserver and the node's kubelet port.
+    wait(lambda: "GET /env.txt" in cl.kubectl("logs", "web", "-n", ns).stdout, 10, "logs")
+
+
+def test_same_port_on_two_pods_and_pod_to_pod(local_cluster, ns):
+    cl = local_cluster
+    apply(cl, ns, http_server("a", 8080), http_server("b", 8080))
+    ips = [wait_pod(cl, ns, n, ready, 30)["status"]["podIP"] for n in ("a", "b")]
+    assert ips[0] != ips[1]
+    assert [fetch(f"http://{ip}:8080/").strip() for ip in ips] == ["a", "b"]
+    script = (
+        "import sys,urllib.request as u;"
+        "print(' '.join(u.urlopen(f'http://{ip}:8080/',timeout=5).read().decode().strip()"
+        " for ip in sys.argv[1:]))"
+    )
+    apply(cl, ns, pod("client", ["python", "-c", script, *ips], restartPolicy="Never"))
+    done = wait_pod(cl, ns, "client", phase("Succeeded"), 30, "client Succeeded")
+    assert done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert cl.kubectl("logs", "client", "-n", ns).stdout.strip() == "a b"
+
+
+def _terminated(pod: dict) -> dict:
+    return pod["status"]["containerStatuses"][0]["state"].get("terminated") or {}
+
+
+def test_restart_policies(local_cluster, ns):
+    cl = local_cluster
+    fail = ["sh", "-c", "echo attempt; exit 3"]
+    apply(
+        cl, ns,
+        pod("always", fail),
+        pod("never", fail, restartPolicy="Never"),
+        pod("ok", ["sh", "-c", "exit 0"], restartPolicy="OnFailure"),
+    )  # fmt: skip
+    never = wait_pod(cl, ns, "never", phase("Failed"), 30)
+    assert _terminated(never)["exitCode"] == 3 and _terminated(never)["reason"] == "Error"
+    assert never["status"]["containerStatuses"][0]["restartCount"] == 0
+    wait_pod(cl, ns, "ok", phase("Succeeded"), 30)
+    restarted = wait_pod(
+        cl, ns, "always",
+        lambda p: p["status"].get("containerStatuses", [{}])[0].get("restartCount", 0) >= 1,
+        30, "a restart",
+    )  # fmt: skip
+    last = restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 3
+    # The second failure waits out the back-off (10 s) instead of spinning.
+    backoff = wait_pod(
+        cl, ns, "always",
+        lambda p: p["status"]["containerStatuses"][0]["state"].get("waiting", {}).get("reason")
+        == "CrashLoopBackOff",
+        30, "CrashLoopBackOff",
+    )  # fmt: skip
+    assert backoff["status"]["phase"] == "Running"
+
+
+def test_probes_drive_ready_and_restarts(local_cluster, ns):
+    cl = local_cluster
+    slow = http_server(
+        "slow",
+        container={
+            "readinessProbe": {"httpGet": {"path": "/ready.txt", "port": "http"},
+                               "periodSeconds": 1},
+            "livenessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+            "ports": [{"name": "http", "containerPort": 8000}],
+        },
+    )  # fmt: skip
+    slow["spec"]["containers"][0]["command"][2] = (
+        "(sleep 4; echo ok > /data/ready.txt) & " + slow["spec"]["containers"][0]["command"][2]
+    )
+    sick = pod(
+        "sick",
+        ["sleep", "1000"],
+        container={"livenessProbe": {"exec": {"command": ["test", "-f", "/nonexistent"]},
+                                     "periodSeconds": 1, "failureThreshold": 2}},
+    )  # fmt: skip
+    apply(cl, ns, slow, sick)
+    running = wait_pod(cl, ns, "slow", phase("Running"), 30)
+    assert not ready(running), "Ready before the readiness probe passed"
+    became_ready = wait_pod(cl, ns, "slow", ready, 30, "slow Ready")
+    assert became_ready["status"]["containerStatuses"][0]["restartCount"] == 0
+    wait_pod(
+        cl, ns, "sick",
+        lambda p: p["status"].get("containerStatuses", [{}])[0].get("restartCount", 0) >= 1,
+        30, "a liveness restart",
+    )  # fmt: skip
+    events = cl.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    assert "Liveness probe failed" in events
+
+
+def _pids_with(marker: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_deletion_honours_grace_and_kills_the_tree(local_cluster, ns):
+    cl = local_cluster
+    marker = "sleep 987654"
+    # The shell ignores SIGTERM and so does a grandchild: only SIGKILL after the grace ends them.
+    script = f"trap '' TERM; (trap '' TERM; {marker}) & {marker} & wait"
+    apply(cl, ns, pod("tree", ["sh", "-c", script], terminationGracePeriodSeconds=3))
+    wait_pod(cl, ns, "tree", phase("Running"), 30)
+    wait(lambda: len(_pids_with(marker)) >= 2, 10, "the process tree")
+    started = time.monotonic()
+    cl.kubectl("delete", "pod", "tree", "-n", ns, "--wait=true", timeout=60)
+    took = time.monotonic() - started
+    assert _pids_with(marker) == []
+    assert took >= 2.5, f"deleted in {took:.1f} s, before the 3 s grace period"
+
+
+def test_unmapped_image_fails_naming_the_config(local_cluster, ns):
+    cl = local_cluster
+    p = pod("nginx", ["nginx"])
+    p["spec"]["containers"][0]["image"] = "nginx:1.27"
+    apply(cl, ns, p)
+    failed = wait_pod(cl, ns, "nginx", phase("Failed"), 30)
+    assert failed["status"]["reason"] == "ImageNotMapped"
+    assert "localnode-images.yaml" in failed["status"]["message"]
+    events = json.loads(cl.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any("localnode-images.yaml" in e["message"] for e in events)
+
+
+def test_agent_restart_adopts_running_pods(local_cluster, ns):
+    cl = local_cluster
+    marker = "sleep 876543"
+    apply(cl, ns, pod("steady", ["sh", "-c", f"{marker}"]))
+    wait_pod(cl, ns, "steady", phase("Running"), 30)
+    before = wait(lambda: _pids_with(marker), 10, "the container process")
+    agent = cl.procs["localnode"]
+    argv = open(f"/proc/{agent.pid}/cmdline").read().split("\0")[:-1]
+    os.kill(agent.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    agent.start(argv)
+    time.sleep(3)
+    assert _pids_with(marker) == before
+    steady = wait_pod(cl, ns, "steady", phase("Running"), 10)
+    assert steady["status"]["containerStatuses"][0]["restartCount"] == 0
+    cl.kubectl("delete", "pod", "steady", "-n", ns, "--wait=true", timeout=60)
+    assert _pids_with(marker) == []
