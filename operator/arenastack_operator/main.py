@@ -123,7 +123,7 @@ class KopfThread:
                     namespaces=list(self._cfg.namespaces),
                     stop_flag=self._stop,
                     ready_flag=self.ready,
-                    memo=kopf.Memo(identity=self._cfg.identity),
+                    memo=kopf.Memo(identity=self._cfg.identity, kubeconfig=self._cfg.kubeconfig),
                 )
             )
         except BaseException as e:  # reported to the main thread, which decides the exit status

@@ -1,20 +1,347 @@
-"""kopf handlers for RayCluster.
+"""kopf handlers for RayCluster: watch events in, reconciles out.
 
-Thin on purpose: the real reconciler replaces `reconcile_raycluster`.
+Watch events of RayClusters and of the pods and services they own only queue the cluster's key;
+workers take keys from the queue and reconcile each cluster from a fresh read of it and its pods
+(never from a cache, so an operator restarted at any moment cannot double-create pods). A
+reconcile compares desired with observed (plan.py), acts, and writes the status only when it
+changed: a cluster at rest costs no writes. kopf's own per-object bookkeeping (annotations,
+finalizers) is not used, so the operator writes nothing to a RayCluster but its status, and
+deleting a cluster never waits for the operator.
 """
 
 from __future__ import annotations
 
-import kopf
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
 
-from arenastack_operator import conditions, constants, reconcile
+import kopf
+import pydantic
+
+from arenastack_operator import constants, kube, reconcile
+from arenastack_operator.conditions import now_rfc3339
 from arenastack_operator.metrics import OperatorMetrics
+from arenastack_operator.raycluster import autoscaler, names, plan, podstate
+from arenastack_operator.raycluster.kubeclient import (
+    ApiError,
+    KubeClient,
+    core_path,
+    group_path,
+    object_path,
+)
+from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
+from arenastack_operator.raycluster.resources import QuantityError
+from arenastack_operator.raycluster.service import build_head_service
+from arenastack_operator.raycluster.status import (
+    REASON_INVALID_SPEC,
+    Failure,
+    build_status,
+    changed,
+    merge_patch,
+)
+from arenastack_operator.raycluster.workqueue import WorkQueue
 
 KIND = constants.RAYCLUSTER
+logger = logging.getLogger("arenastack_operator.raycluster")
 
-# Skeleton: records status.observedGeneration and a Progressing condition only.
-reconcile_raycluster = conditions.observe_only
+WORKERS: Final = 16
+# Watch events arriving within this window reconcile a cluster once.
+COALESCE_S: Final = 0.2
+EVENT_MESSAGE_PODS: Final = 10  # pod names listed in one event's message
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+class RetryLater(kopf.TemporaryError):
+    """The reconcile hit something that may pass (409, 5xx, a pod that could not be created)."""
+
+
+def _cluster_path(namespace: str, name: str, status: bool = False) -> str:
+    path = group_path(KIND.group, KIND.version, namespace, KIND.plural, name)
+    return f"{path}/status" if status else path
+
+
+class Controller:
+    def __init__(self, api: KubeClient, metrics: OperatorMetrics, identity: str) -> None:
+        self.api = api
+        self.identity = identity
+        self.queue: WorkQueue[Key] = WorkQueue(delay_s=COALESCE_S)
+        # Clusters (by uid) whose autoscaler RBAC exists: checked once per operator run.
+        self._rbac_ready: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reconcile = reconcile.instrumented(KIND.kind, metrics)(self.reconcile)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.api.close()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self._reconcile(*key)
+                self.queue.forget(key)
+            except RetryLater as e:
+                delay = self.queue.retry(key)
+                logger.info("Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
+            except Exception:
+                delay = self.queue.retry(key)
+                logger.exception("Reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
+            finally:
+                self.queue.done(key)
+
+    # -- one reconcile -------------------------------------------------------------------------
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        try:
+            await self._reconcile_once(namespace, name)
+        except ApiError as e:
+            if e.retriable:
+                raise RetryLater(str(e)) from e
+            raise
+
+    async def _reconcile_once(self, namespace: str, name: str) -> None:
+        body = await self.api.get(_cluster_path(namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # owner references garbage-collect the children
+        try:
+            cluster = Cluster.from_body(body)
+            if cluster.managed_elsewhere:
+                return
+            validate(cluster)
+        except (InvalidSpec, pydantic.ValidationError) as e:
+            await self._report_invalid(body, _describe(e))
+            return
+
+        pods = await self.api.list(
+            core_path(namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
+        )
+        service = await self._ensure_service(cluster)
+        if cluster.autoscaling:
+            await self._ensure_autoscaler_rbac(cluster)
+        try:
+            todo = plan.make_plan(cluster, pods)
+        except QuantityError as e:
+            await self._report_invalid(body, str(e))
+            return
+        failure = await self._act(cluster, body, todo)
+        await self._write_status(body, cluster, pods, service, failure)
+        if failure is not None:
+            raise RetryLater(failure.message)
+
+    async def _act(
+        self, cluster: Cluster, body: Mapping[str, Any], todo: plan.Plan
+    ) -> Failure | None:
+        deleted: dict[str, list[str]] = {}
+        for deletion in todo.delete:
+            if await self.api.delete(core_path(cluster.namespace, "pods", deletion.pod)):
+                deleted.setdefault(_deletion_reason(deletion), []).append(
+                    f"{deletion.pod} ({deletion.reason})"
+                )
+        for reason, pods in deleted.items():
+            await self._event(body, "Normal", reason, _pods_message("Deleted", pods))
+
+        failure: Failure | None = None
+        for creation in todo.create:
+            head = creation.group == names.HEAD_GROUP
+            results = await asyncio.gather(
+                *(self.api.create(core_path(cluster.namespace, "pods"), creation.pod)
+                  for _ in range(creation.count)),
+                return_exceptions=True,
+            )  # fmt: skip
+            created = [podstate.name(r) for r in results if isinstance(r, dict)]
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if created:
+                reason = "CreatedHeadPod" if head else "CreatedWorkerPod"
+                await self._event(body, "Normal", reason, _pods_message("Created", created))
+            if errors:
+                error = errors[0]
+                if not isinstance(error, ApiError):
+                    raise error
+                reason = "FailedCreateHeadPod" if head else "FailedCreateWorkerPod"
+                message = f"group {creation.group}: {len(errors)} pods not created: {error}"
+                failure = Failure(reason, message)
+                await self._event(body, "Warning", reason, message)
+        return failure
+
+    async def _ensure_service(self, cluster: Cluster) -> dict[str, Any] | None:
+        desired = build_head_service(cluster)
+        path = object_path(desired, desired["metadata"]["name"])
+        service = await self.api.get(path)
+        if service is not None:
+            return service
+        try:
+            service = await self.api.create(object_path(desired), desired)
+        except ApiError as e:
+            if e.status == 409:  # created meanwhile: read it next time
+                return None
+            raise
+        await self._event_for(cluster, "Normal", "CreatedService", desired["metadata"]["name"])
+        return service
+
+    async def _ensure_autoscaler_rbac(self, cluster: Cluster) -> None:
+        if cluster.uid in self._rbac_ready:
+            return
+        for obj in autoscaler.build_rbac(cluster):
+            if await self.api.get(object_path(obj, obj["metadata"]["name"])) is None:
+                try:
+                    await self.api.create(object_path(obj), obj)
+                except ApiError as e:
+                    if e.status != 409:
+                        raise
+        self._rbac_ready.add(cluster.uid)
+
+    async def _write_status(
+        self,
+        body: Mapping[str, Any],
+        cluster: Cluster | None,
+        pods: list[dict[str, Any]],
+        service: Mapping[str, Any] | None,
+        failure: Failure | None,
+    ) -> bool:
+        previous = body.get("status") or {}
+        meta = body["metadata"]
+        new = build_status(
+            cluster,
+            int(meta.get("generation") or 0),
+            pods,
+            service,
+            previous,
+            failure=failure,
+            now=now_rfc3339(),
+        )
+        if not changed(previous, new):
+            return False
+        await self.api.merge_patch(
+            _cluster_path(meta["namespace"], meta["name"], status=True),
+            merge_patch(previous, new),
+        )
+        return True
+
+    async def _report_invalid(self, body: Mapping[str, Any], message: str) -> None:
+        written = await self._write_status(
+            body, None, [], None, Failure(REASON_INVALID_SPEC, message)
+        )
+        if written:
+            logger.warning("RayCluster %s/%s is invalid: %s", *_key(body), message)
+            await self._event(body, "Warning", REASON_INVALID_SPEC, message)
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def _event_for(self, cluster: Cluster, type_: str, reason: str, message: str) -> None:
+        body = {
+            "metadata": {"name": cluster.name, "namespace": cluster.namespace, "uid": cluster.uid}
+        }
+        await self._event(body, type_, reason, message)
+
+    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record a Kubernetes event on the cluster; losing one is not worth failing for."""
+        meta = body["metadata"]
+        now = now_rfc3339()
+        event = {
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": KIND.api_version,
+                "kind": KIND.kind,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": constants.OPERATOR_NAME},
+            "reportingComponent": constants.OPERATOR_NAME,
+            "reportingInstance": self.identity,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.api.create(core_path(meta["namespace"], "events"), event)
+        except ApiError as e:
+            logger.warning("Event %s on %s/%s not recorded: %s", reason, *_key(body), e)
+
+
+def _key(body: Mapping[str, Any]) -> Key:
+    return (body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, pydantic.ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"spec.{where}: {first['msg']}"
+    return str(error)
+
+
+def _deletion_reason(deletion: plan.Deletion) -> str:
+    return "DeletedHeadPod" if deletion.head else "DeletedWorkerPod"
+
+
+def _pods_message(verb: str, pods: list[str]) -> str:
+    shown = ", ".join(pods[:EVENT_MESSAGE_PODS])
+    more = f" and {len(pods) - EVENT_MESSAGE_PODS} more" if len(pods) > EVENT_MESSAGE_PODS else ""
+    return f"{verb} {len(pods)} pod{'s' if len(pods) != 1 else ''}: {shown}{more}"
+
+
+# -- registration -------------------------------------------------------------------------------
 
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
-    reconcile.register_reconciler(registry, KIND, metrics, reconcile_raycluster)
+    state: dict[str, Controller] = {}
+
+    def enqueue(namespace: str | None, name: str | None) -> None:
+        controller = state.get("controller")
+        if controller is not None and namespace and name:
+            controller.queue.add((namespace, name))
+
+    @kopf.on.startup(registry=registry)
+    async def start_raycluster_controller(memo: kopf.Memo, **_: Any) -> None:
+        # main.py puts the --kubeconfig path in the memo; None means in-cluster or $KUBECONFIG.
+        kubeconfig: Path | None = getattr(memo, "kubeconfig", None)
+        controller = Controller(
+            KubeClient(kube.load_configuration(kubeconfig)),
+            metrics,
+            str(getattr(memo, "identity", constants.OPERATOR_NAME)),
+        )
+        controller.start()
+        state["controller"] = controller
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_raycluster_controller(**_: Any) -> None:
+        controller = state.pop("controller", None)
+        if controller is not None:
+            await controller.stop()
+
+    @kopf.on.event(*KIND.selector, registry=registry, id="queue-rayclusters")
+    async def raycluster_event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.namespace, body.metadata.name)
+        if event.get("type") == "DELETED":
+            controller = state.get("controller")
+            if controller is not None and key[0] and key[1]:
+                controller.queue.discard(key)
+            return
+        enqueue(*key)
+
+    async def child_event(body: kopf.Body, **_: Any) -> None:
+        enqueue(body.metadata.namespace, body.metadata.labels.get(names.LABEL_CLUSTER))
+
+    for plural in ("pods", "services"):
+        kopf.on.event(
+            "v1", plural, labels={names.LABEL_CLUSTER: kopf.PRESENT},
+            registry=registry, id=f"queue-raycluster-{plural}",
+        )(child_event)  # fmt: skip
+
+    reconcile.register_phase_tracking(registry, KIND, metrics)

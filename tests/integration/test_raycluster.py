@@ -1,0 +1,383 @@
+"""The RayCluster reconciler against a real control plane with simulated (kwok) nodes.
+
+One operator process (the real `python -m arenastack_operator`, with the chart's ServiceAccount
+credentials) serves the whole module; each test works in its own namespace, and the last test
+checks that nothing made the operator exit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from operator_runner import OperatorProcess, OperatorRunner
+
+from arenastack_cluster.nodes import KWOK_STATUS_ANNOTATION
+from arenastack_operator.raycluster import names
+from arenastack_operator.raycluster.render import rayclusters, render
+
+pytestmark = pytest.mark.integration
+
+COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "kuberay"
+SAMPLES = sorted(COMPAT.glob("*.yaml"))
+TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def ray_operator(
+    cluster, crds, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    runner = OperatorRunner(operator_kubeconfig, tmp_path_factory.mktemp("raycluster-operator"))
+    cluster.kubectl(
+        "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
+    )
+    process = runner.start()
+    yield process
+    runner.stop_all()
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def get(cluster, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
+    args = ["get", kind, "-n", namespace, "-o", "json"]
+    if name:
+        args.insert(2, name)
+    if selector:
+        args += ["-l", selector]
+    proc = cluster.kubectl(*args, check=False)
+    if proc.returncode != 0:
+        return None
+    data = json.loads(proc.stdout)
+    return data["items"] if name is None else data
+
+
+def ray_pods(cluster, namespace: str, name: str, *, live: bool = True) -> list[dict[str, Any]]:
+    pods = get(cluster, "pods", namespace, selector=f"{names.LABEL_CLUSTER}={name}") or []
+    return [p for p in pods if not (live and p["metadata"].get("deletionTimestamp"))]
+
+
+def by_group(pods: list[dict[str, Any]]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for pod in pods:
+        groups.setdefault(pod["metadata"]["labels"][names.LABEL_GROUP], []).append(
+            pod["metadata"]["name"]
+        )
+    return {g: sorted(p) for g, p in groups.items()}
+
+
+def counts(cluster, namespace: str, name: str) -> dict[str, int]:
+    return {g: len(p) for g, p in by_group(ray_pods(cluster, namespace, name)).items()}
+
+
+def status(cluster, namespace: str, name: str) -> dict[str, Any]:
+    return (get(cluster, "raycluster", namespace, name) or {}).get("status") or {}
+
+
+def condition(cluster, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+    for c in status(cluster, namespace, name).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def apply(cluster, namespace: str, manifest: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+def small_cluster(name: str, *, replicas: int = 1, autoscaling: bool = False, **extra: Any) -> str:
+    spec: dict[str, Any] = {
+        "rayVersion": "2.60.0",
+        "enableInTreeAutoscaling": autoscaling,
+        "headGroupSpec": {"template": {"spec": {"containers": [
+            {"name": "ray-head", "image": "rayproject/ray:2.60.0",
+             "resources": {"limits": {"cpu": "1", "memory": "2Gi"}}}]}}},
+        "workerGroupSpecs": [{
+            "groupName": "cpu", "replicas": replicas, "minReplicas": 0, "maxReplicas": 5,
+            "template": {"spec": {"containers": [
+                {"name": "ray-worker", "image": "rayproject/ray:2.60.0",
+                 "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}}],
+        **extra,
+    }  # fmt: skip
+    return yaml.safe_dump({"apiVersion": "ray.io/v1", "kind": "RayCluster",
+                           "metadata": {"name": name}, "spec": spec})  # fmt: skip
+
+
+def patch(cluster, namespace: str, name: str, body: Any, type_: str = "merge") -> None:
+    cluster.kubectl(
+        "patch", "raycluster", name, "-n", namespace, "--type", type_, "-p", json.dumps(body)
+    )
+
+
+def wait_ready(cluster, namespace: str, name: str, expected: dict[str, int]) -> None:
+    wait_for(f"{name} pods {expected}", lambda: counts(cluster, namespace, name) == expected)
+    wait_for(f"{name} ready", lambda: status(cluster, namespace, name).get("state") == "ready")
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not SAMPLES, reason=f"no compat samples under {COMPAT}")
+def test_every_compat_sample_applied_unchanged_yields_the_expected_objects(
+    cluster, ray_operator, namespace
+) -> None:
+    # All samples at once, one namespace each, so they reconcile in parallel.
+    spaces = {}
+    for sample in SAMPLES:
+        ns = f"{namespace}-{SAMPLES.index(sample)}"
+        cluster.kubectl("create", "namespace", ns)
+        cluster.kubectl("apply", "-n", ns, "-f", str(sample))
+        spaces[sample] = ns
+    try:
+        for sample, ns in spaces.items():
+            (manifest,) = rayclusters(sample.read_text())
+            name = manifest["metadata"]["name"]
+            body = get(cluster, "raycluster", ns, name)
+            try:
+                expected = render(body, ns)
+            except ValueError as invalid:  # a spec KubeRay refuses (rocksdb without its gate)
+                c = wait_for(
+                    f"{sample.name}: invalid-spec condition",
+                    lambda ns=ns, name=name: condition(cluster, ns, name, "ReplicaFailure"),
+                )
+                assert c["reason"] == "InvalidRayClusterSpec" and str(invalid) == c["message"]
+                assert ray_pods(cluster, ns, name) == []
+                continue
+            _assert_objects(cluster, ns, name, body, expected)
+    finally:
+        for ns in spaces.values():
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _assert_objects(cluster, ns: str, name: str, body, expected: list[dict[str, Any]]) -> None:
+    spec = body["spec"]
+    want = {names.HEAD_GROUP: 1}
+    for group in spec.get("workerGroupSpecs") or []:
+        replicas = min(max(group.get("replicas", 0), group.get("minReplicas", 0)),
+                       group.get("maxReplicas", 2**31 - 1))  # fmt: skip
+        if replicas:
+            want[group["groupName"]] = replicas * group.get("numOfHosts", 1)
+    wait_ready(cluster, ns, name, want)
+    hashes = {
+        obj["metadata"]["labels"][names.LABEL_GROUP]: obj["metadata"]["annotations"][
+            names.ANNOTATION_POD_HASH
+        ]
+        for obj in expected
+        if obj["kind"] == "Pod"
+    }
+    for pod in ray_pods(cluster, ns, name):
+        group = pod["metadata"]["labels"][names.LABEL_GROUP]
+        # Same hash: the pod was built from exactly what the builders make of this spec.
+        assert pod["metadata"]["annotations"][names.ANNOTATION_POD_HASH] == hashes[group]
+        (owner,) = pod["metadata"]["ownerReferences"]
+        assert owner["uid"] == body["metadata"]["uid"] and owner["controller"] is True
+    for obj in expected:
+        if obj["kind"] == "Pod":
+            continue
+        kind = obj["kind"].lower()
+        got = get(cluster, kind, ns, obj["metadata"]["name"])
+        assert got is not None, f"{name}: no {kind} {obj['metadata']['name']}"
+        assert got["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+        if kind == "service":
+            assert got["spec"]["ports"] == [
+                {**p, "targetPort": p["port"]} for p in obj["spec"]["ports"]
+            ]
+    st = status(cluster, ns, name)
+    assert st["observedGeneration"] == body["metadata"]["generation"]
+    assert st["head"]["serviceName"] == names.head_service_name(name)
+    assert st["desiredWorkerReplicas"] == sum(v for k, v in want.items() if k != "headgroup")
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "HeadPodReady": "True", "RayClusterProvisioned": "True"}  # fmt: skip
+
+
+def test_scale_up_down_quiet_at_rest(cluster, ray_operator, namespace) -> None:
+    apply(cluster, namespace, small_cluster("scale", replicas=1))
+    wait_ready(cluster, namespace, "scale", {"headgroup": 1, "cpu": 1})
+    patch(
+        cluster, namespace, "scale",
+        [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 4}], "json",
+    )  # fmt: skip
+    wait_for("4 workers", lambda: counts(cluster, namespace, "scale").get("cpu") == 4)
+    wait_for("4 ready", lambda: status(cluster, namespace, "scale").get("readyWorkerReplicas") == 4)
+    workers = [
+        p
+        for p in ray_pods(cluster, namespace, "scale")
+        if p["metadata"]["labels"][names.LABEL_GROUP] == "cpu"
+    ]
+    newest = sorted(
+        workers, key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"])
+    )
+    patch(
+        cluster,
+        namespace,
+        "scale",
+        [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2}],
+        "json",
+    )
+    wait_for("2 workers", lambda: counts(cluster, namespace, "scale").get("cpu") == 2)
+    left = by_group(ray_pods(cluster, namespace, "scale"))["cpu"]
+    # Without the autoscaler, the newest pods go first.
+    assert left == sorted(p["metadata"]["name"] for p in newest[:2])
+
+    # Quiet at rest: once settled, neither the cluster nor its pods are written to.
+    wait_for(
+        "status settled",
+        lambda: status(cluster, namespace, "scale").get("readyWorkerReplicas") == 2,
+    )
+    time.sleep(1.0)
+    before = _versions(cluster, namespace, "scale")
+    time.sleep(4.0)
+    assert _versions(cluster, namespace, "scale") == before
+
+
+def _versions(cluster, namespace: str, name: str) -> dict[str, str]:
+    objs = [
+        get(cluster, "raycluster", namespace, name),
+        *ray_pods(cluster, namespace, name, live=False),
+    ]
+    return {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in objs}
+
+
+def test_autoscaler_workers_to_delete_and_its_rbac(cluster, ray_operator, namespace) -> None:
+    apply(cluster, namespace, small_cluster("auto", replicas=3, autoscaling=True))
+    wait_ready(cluster, namespace, "auto", {"headgroup": 1, "cpu": 3})
+    head = ray_pods(cluster, namespace, "auto")
+    head = next(p for p in head if p["metadata"]["labels"][names.LABEL_NODE_TYPE] == "head")
+    assert [c["name"] for c in head["spec"]["containers"]] == ["ray-head", "autoscaler"]
+    assert head["spec"]["serviceAccountName"] == "auto"
+    # The autoscaler's Role lets its ServiceAccount do what `ray kuberay-autoscaler` does.
+    for verb, resource in (("patch", "rayclusters.ray.io"), ("list", "pods"), ("patch", "pods")):
+        account = f"--as=system:serviceaccount:{namespace}:auto"
+        can = cluster.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, account, check=False
+        )
+        assert can.stdout.strip() == "yes", (verb, resource)
+
+    victim = by_group(ray_pods(cluster, namespace, "auto"))["cpu"][1]
+    # Exactly what Ray's autoscaler sends: a JSON patch of replicas and scaleStrategy.
+    patch(cluster, namespace, "auto", [
+        {"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2},
+        {"op": "replace", "path": "/spec/workerGroupSpecs/0/scaleStrategy",
+         "value": {"workersToDelete": [victim]}},
+    ], "json")  # fmt: skip
+    wait_for(
+        "victim gone",
+        lambda: (
+            victim not in by_group(ray_pods(cluster, namespace, "auto", live=False)).get("cpu", [])
+        ),
+    )
+    left = by_group(ray_pods(cluster, namespace, "auto"))["cpu"]
+    assert len(left) == 2 and victim not in left
+    # A lower replicas value alone never deletes: the autoscaler names which pods go.
+    patch(cluster, namespace, "auto", [
+        {"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1},
+        {"op": "replace", "path": "/spec/workerGroupSpecs/0/scaleStrategy",
+         "value": {"workersToDelete": []}},
+    ], "json")  # fmt: skip
+    time.sleep(3.0)
+    assert by_group(ray_pods(cluster, namespace, "auto"))["cpu"] == left
+
+
+def test_suspend_and_resume(cluster, ray_operator, namespace) -> None:
+    apply(cluster, namespace, small_cluster("sus", replicas=2))
+    wait_ready(cluster, namespace, "sus", {"headgroup": 1, "cpu": 2})
+    patch(cluster, namespace, "sus", {"spec": {"suspend": True}})
+    wait_for("no pods", lambda: ray_pods(cluster, namespace, "sus", live=False) == [])
+    wait_for("suspended", lambda: status(cluster, namespace, "sus").get("state") == "suspended")
+    assert condition(cluster, namespace, "sus", "RayClusterSuspended")["status"] == "True"
+    patch(cluster, namespace, "sus", {"spec": {"suspend": False}})
+    wait_ready(cluster, namespace, "sus", {"headgroup": 1, "cpu": 2})
+    assert condition(cluster, namespace, "sus", "RayClusterSuspended")["status"] == "False"
+
+
+def test_head_deleted_and_worker_failed_are_replaced(cluster, ray_operator, namespace) -> None:
+    apply(cluster, namespace, small_cluster("heal", replicas=2))
+    wait_ready(cluster, namespace, "heal", {"headgroup": 1, "cpu": 2})
+    pods = by_group(ray_pods(cluster, namespace, "heal"))
+    (head,) = pods["headgroup"]
+    cluster.kubectl("delete", "pod", head, "-n", namespace, "--wait=false")
+    wait_for(
+        "a new head",
+        lambda: by_group(ray_pods(cluster, namespace, "heal")).get("headgroup", [head]) != [head],
+    )
+
+    # The kubelet (kwok here) reports the Ray container of a worker as exited for good.
+    worker = pods["cpu"][0]
+    cluster.kubectl("annotate", "pod", worker, "-n", namespace, f"{KWOK_STATUS_ANNOTATION}=custom")
+    cluster.kubectl("patch", "pod", worker, "-n", namespace, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"phase": "Failed"}}))  # fmt: skip
+    wait_for(
+        "failed worker replaced",
+        lambda: (
+            worker not in by_group(ray_pods(cluster, namespace, "heal", live=False)).get("cpu", [])
+        ),
+    )
+    wait_for("2 workers again", lambda: counts(cluster, namespace, "heal").get("cpu") == 2)
+
+
+def test_deleting_the_cluster_collects_everything(cluster, ray_operator, namespace) -> None:
+    apply(cluster, namespace, small_cluster("gone", replicas=1, autoscaling=True))
+    wait_ready(cluster, namespace, "gone", {"headgroup": 1, "cpu": 1})
+    cluster.kubectl("delete", "raycluster", "gone", "-n", namespace, "--wait=true", "--timeout=30s")
+    kinds = "pods,services,serviceaccounts,roles,rolebindings"
+
+    def leftovers() -> list[str]:
+        out = cluster.kubectl(
+            "get", kinds, "-n", namespace, "-l", f"{names.LABEL_CLUSTER}=gone", "-o", "name"
+        )
+        # Pods on kwok nodes are removed at once; nothing may stay.
+        return out.stdout.split()
+
+    wait_for("garbage collection", lambda: leftovers() == [] or None)
+
+
+def test_invalid_specs_are_reported_without_crashing(cluster, ray_operator, namespace) -> None:
+    # Accepted by the schema, refused by the reconciler: GCS fault tolerance without Redis.
+    apply(cluster, namespace, small_cluster("bad", gcsFaultToleranceOptions={"backend": "redis"}))
+    c = wait_for(
+        "invalid-spec condition", lambda: condition(cluster, namespace, "bad", "ReplicaFailure")
+    )
+    assert c["reason"] == "InvalidRayClusterSpec" and "redisAddress" in c["message"]
+    assert status(cluster, namespace, "bad")["state"] == "failed"
+    assert ray_pods(cluster, namespace, "bad") == []
+    # Accepted by the schema, refused by the apiserver when the pod is created.
+    body = yaml.safe_load(small_cluster("badpod"))
+    body["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["name"] = (
+        "Not_A_DNS_Label"
+    )
+    apply(cluster, namespace, yaml.safe_dump(body))
+    c = wait_for(
+        "create failure", lambda: condition(cluster, namespace, "badpod", "ReplicaFailure")
+    )
+    assert c["reason"] == "FailedCreateWorkerPod" and "Not_A_DNS_Label" in c["message"]
+    assert counts(cluster, namespace, "badpod") == {"headgroup": 1}
+    # Fixed, it recovers: the condition goes away and the cluster becomes ready.
+    patch(
+        cluster,
+        namespace,
+        "bad",
+        {"spec": {"gcsFaultToleranceOptions": {"redisAddress": "redis:6379"}}},
+    )
+    wait_ready(cluster, namespace, "bad", {"headgroup": 1, "cpu": 1})
+    assert condition(cluster, namespace, "bad", "ReplicaFailure") is None
+
+
+def test_operator_survived_the_module(ray_operator) -> None:
+    assert ray_operator.proc.poll() is None, ray_operator.output()[-4000:]
+    assert not [r for r in ray_operator.logs() if r.get("levelname") == "ERROR" or "unparsed" in r]
