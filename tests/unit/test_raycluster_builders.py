@@ -9,6 +9,7 @@ After an intended change of the builders, regenerate them and review the diff:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 from pathlib import Path
@@ -31,6 +32,7 @@ from arenastack_operator.raycluster.pods import build_head_pod, build_worker_pod
 from arenastack_operator.raycluster.render import dump, rayclusters, render
 from arenastack_operator.raycluster.service import build_head_service
 from arenastack_operator.raycluster.status import Failure, build_status, changed
+from arenastack_operator.raycluster.workqueue import WorkQueue
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO.parent / "shared" / "compat" / "kuberay"
@@ -248,6 +250,11 @@ def test_gcs_fault_tolerance_env() -> None:
 def test_invalid_specs_name_the_field(options: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidSpec, match=message):
         validate(_cluster(gcsFaultToleranceOptions=options))
+    body = _body(autoscalerOptions={"version": "v1"})
+    head = body["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["env"].append({"name": "RAY_enable_autoscaler_v2", "value": "true"})
+    with pytest.raises(InvalidSpec, match="cannot both be set"):
+        validate(Cluster.from_body(body))
     with pytest.raises(InvalidSpec, match=r"workerGroupSpecs\[0\].rayStartParams.num-cpus"):
         body = _body()
         body["spec"]["workerGroupSpecs"][0]["rayStartParams"]["num-cpus"] = "lots"
@@ -410,3 +417,26 @@ def test_podstate_failed_only_when_it_will_not_restart() -> None:
     assert not podstate.is_failed(pod)  # restartPolicy Always: the kubelet restarts it
     pod["spec"]["restartPolicy"] = "Never"
     assert podstate.is_failed(pod)
+
+
+# -- work queue -------------------------------------------------------------------------------
+
+
+async def test_work_queue_coalesces_and_backs_off() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for _ in range(3):
+        queue.add("a")
+    assert len(queue) == 1
+    key = await queue.get()
+    queue.add("a")  # while it is processed: runs once more afterwards, not concurrently
+    assert queue._queue.qsize() == 0
+    queue.done(key)
+    assert await asyncio.wait_for(queue.get(), 1) == "a"
+    queue.done("a")
+    delays = [queue.retry("a") for _ in range(12)]
+    assert delays[:3] == [0.5, 1.0, 2.0] and delays[-1] == 300.0  # never a hot loop
+    queue.forget("a")
+    assert queue.retry("a") == 0.5
+    queue.discard("a")
+    await asyncio.sleep(0.6)
+    assert len(queue) == 0

@@ -137,6 +137,16 @@ def env_value(container: Mapping[str, Any], name: str) -> str | None:
 def validate(cluster: Cluster) -> None:
     """Raise InvalidSpec for what KubeRay refuses at reconcile time (the schema cannot see it)."""
     spec = cluster.spec
+    options = spec.autoscaler_options
+    if (
+        options is not None
+        and options.version is not None
+        and env_value(cluster.head_container, ENV_AUTOSCALER_V2) is not None
+    ):
+        raise InvalidSpec(
+            f"spec.autoscalerOptions.version and the head container's {ENV_AUTOSCALER_V2} "
+            "cannot both be set; keep autoscalerOptions.version"
+        )
     ft = spec.gcs_fault_tolerance_options
     if ft is not None:
         if ft.backend == "rocksdb":
