@@ -13,6 +13,7 @@ from pydantic import Field
 
 from arenastack_operator import constants
 from arenastack_operator.schema.base import (
+    EMPTY_OBJECT_DEFAULT,
     Affinity,
     ApiModel,
     Conditions,
@@ -339,7 +340,11 @@ class InferenceDeploymentSpec(ApiModel):
     }
 
     model: ModelSpec = Field(description="The model to serve.")
-    engine: EngineSpec = Field(default_factory=EngineSpec, description="Engine settings.")
+    engine: EngineSpec = Field(
+        default_factory=EngineSpec,
+        description="Engine settings.",
+        json_schema_extra=EMPTY_OBJECT_DEFAULT,
+    )
     replicas: NonNegativeInt32 = Field(
         default=1, description="Replicas when autoscaling is not set."
     )
@@ -363,7 +368,11 @@ class InferenceDeploymentSpec(ApiModel):
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Scale replicas from engine metrics."
     )
-    router: RouterSpec = Field(default_factory=RouterSpec, description="The router in front.")
+    router: RouterSpec = Field(
+        default_factory=RouterSpec,
+        description="The router in front.",
+        json_schema_extra=EMPTY_OBJECT_DEFAULT,
+    )
     distributed: Distributed = Field(
         default="auto",
         description="Multi-node execution: auto (a RayCluster when a replica needs more GPUs "

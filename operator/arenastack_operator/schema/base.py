@@ -17,6 +17,10 @@ from pydantic.alias_generators import to_camel
 from arenastack_operator import constants
 
 INT32_MAX = 2**31 - 1
+# An object field whose own fields have defaults: the apiserver fills them in
+# only when the object exists, so it defaults to {} (pydantic's default_factory
+# does not appear in the JSON schema).
+EMPTY_OBJECT_DEFAULT: dict[str, Any] = {"default": {}}
 # Marker key that the CRD generator replaces by an embedded Kubernetes schema.
 K8S_TYPE_KEY = "x-arenastack-k8s-type"
 
