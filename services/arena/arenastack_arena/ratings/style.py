@@ -14,7 +14,7 @@ import numpy as np
 from scipy.linalg import solve
 from scipy.special import expit
 
-from arenastack_arena.ratings.bt import MAX_ITER, TOLERANCE, laplacian, single_threaded_blas
+from arenastack_arena.ratings.bt import MAX_ITER, RIDGE, TOLERANCE, laplacian, single_threaded_blas
 from arenastack_arena.ratings.counts import WIN_A, WIN_B
 from arenastack_arena.ratings.scale import EloScale
 
@@ -78,15 +78,15 @@ def fit_style_controlled(
         sym = pair_weight + pair_weight.T
         ii, jj = np.nonzero(np.triu(sym, 1))
         hess[:p, :p] = laplacian(p, ii, jj, sym[ii, jj]) + 1.0 / p
-        cross = np.stack(
-            [
-                np.bincount(a, weight * z[:, c], p) - np.bincount(b, weight * z[:, c], p)
-                for c in range(k)
-            ],
-            axis=1,
-        )
+        cross = np.zeros((p, k))
+        for c in range(k):
+            cross[:, c] = np.bincount(a, weight * z[:, c], p) - np.bincount(b, weight * z[:, c], p)
         hess[:p, p:], hess[p:, :p] = cross, cross.T
         hess[p:, p:] = (z * weight[:, None]).T @ z
+        # A slight ridge keeps small or separable samples (a model that never
+        # lost) finite; on leaderboard-sized data it moves nothing visibly.
+        hess.flat[:: p + k + 1] += RIDGE
+        grad -= RIDGE * params
         with single_threaded_blas():
             step = solve(hess, grad, assume_a="sym", check_finite=False)
         params += step

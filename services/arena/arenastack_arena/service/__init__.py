@@ -1,0 +1,1 @@
+"""The vote service: model registry, anonymous battles, votes, leaderboard API, web UI."""

@@ -1,0 +1,193 @@
+"""The leaderboard cache: recomputed in the background after new votes.
+
+Voting only bumps a counter; a background task notices the change, reads the
+vote counts grouped by (category, pair, outcome), refits and swaps the cached
+boards. Requests always read the last finished boards and never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from arenastack_arena.ratings import (
+    OUTCOMES,
+    EloScale,
+    PairCounts,
+    build_leaderboard,
+    fit_style_controlled,
+    observed_win_rates,
+    predicted_win_rates,
+)
+from arenastack_arena.ratings.counts import from_pair_table
+from arenastack_arena.service.metrics import Metrics
+from arenastack_arena.service.settings import Settings
+from arenastack_arena.service.store import Store
+
+log = logging.getLogger(__name__)
+OVERALL = "overall"
+HEATMAP_MODELS = 20
+_OUTCOME = {name: k for k, name in enumerate(OUTCOMES)}
+
+
+@dataclass
+class Boards:
+    boards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pair_votes: dict[tuple[str, str], int] = field(default_factory=dict)
+    model_votes: dict[str, int] = field(default_factory=dict)
+    refreshed_at: float = 0.0
+    seconds: float = 0.0
+
+
+def counts_from_rows(
+    rows: list[tuple[str, str, str, int]], seed: PairCounts | None = None
+) -> PairCounts:
+    """(model_a, model_b, winner, count) rows, plus optional seed counts, as PairCounts."""
+    names = sorted({r[0] for r in rows} | {r[1] for r in rows} | set(seed.models if seed else ()))
+    index = {m: k for k, m in enumerate(names)}
+    pairs = np.array([[index[a], index[b]] for a, b, _, _ in rows], dtype=np.int64).reshape(-1, 2)
+    table = np.zeros((len(rows), len(OUTCOMES)))
+    table[np.arange(len(rows)), [_OUTCOME[w] for _, _, w, _ in rows]] = [c for *_, c in rows]
+    if seed is not None:
+        remap = np.array([index[m] for m in seed.models])
+        pairs = np.concatenate([pairs, np.stack([remap[seed.i], remap[seed.j]], axis=1)])
+        table = np.concatenate([table, seed.counts])
+    return from_pair_table(names, pairs, table)
+
+
+def board_payload(counts: PairCounts, scale: EloScale, rounds: int) -> dict[str, Any]:
+    board = build_leaderboard(counts, scale, rounds=rounds, seed=0)
+    top = [counts.models.index(r.model) for r in board.rows[:HEATMAP_MODELS]]
+    observed = observed_win_rates(counts)[np.ix_(top, top)]
+    predicted = predicted_win_rates(board.fit.theta)[np.ix_(top, top)]
+    return {
+        **board.as_dict(),
+        "votes": counts.n_battles,
+        "heatmap": {
+            "models": [counts.models[k] for k in top],
+            "observed": [
+                [None if np.isnan(x) else round(float(x), 4) for x in row] for row in observed
+            ],
+            "predicted": [[round(float(x), 4) for x in row] for row in predicted],
+        },
+    }
+
+
+def style_payload(rows: list[tuple[Any, ...]], scale: EloScale) -> dict[str, Any]:
+    names = tuple(sorted({r[0] for r in rows} | {r[1] for r in rows}))
+    index = {m: k for k, m in enumerate(names)}
+    a = np.array([index[r[0]] for r in rows])
+    b = np.array([index[r[1]] for r in rows])
+    outcome = np.array([_OUTCOME[r[2]] for r in rows])
+    styles = np.array([r[3:11] for r in rows], dtype=float)
+    fit = fit_style_controlled(
+        names, a, b, outcome, styles[:, :4], styles[:, 4:], scale=_usable(scale, names)
+    )
+    order = np.argsort(-fit.ratings)
+    return {
+        "method": "style-controlled MLE (no intervals)",
+        "votes": len(rows),
+        "coefficients": fit.coefficients,
+        "rows": [
+            {
+                "model": names[k],
+                "rating": float(fit.ratings[k]),
+                "lower": None,
+                "upper": None,
+                "rank": int(n + 1),
+                "votes": int((a == k).sum() + (b == k).sum()),
+                "flagged": False,
+            }
+            for n, k in enumerate(order)
+        ],
+    }
+
+
+def _usable(scale: EloScale, names: tuple[str, ...] | list[str]) -> EloScale:
+    """The anchor only applies to boards where the anchor model has votes."""
+    if scale.anchor is not None and scale.anchor not in names:
+        return EloScale(scale.scale, scale.base, scale.init)
+    return scale
+
+
+class LeaderboardCache:
+    def __init__(
+        self, store: Store, settings: Settings, metrics: Metrics, seed: PairCounts | None
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.seed = seed
+        self.scale = EloScale(
+            anchor=settings.leaderboard_anchor, anchor_rating=settings.leaderboard_anchor_rating
+        )
+        self.current = Boards()
+        self.changes = 1  # start dirty so the first refresh runs at once
+        self._wake = asyncio.Event()
+
+    def note_vote(self) -> None:
+        self.changes += 1
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if self.changes:
+                try:
+                    await self.refresh()
+                except Exception:
+                    log.exception("leaderboard refresh failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=self.settings.leaderboard_refresh_s
+                )
+            except TimeoutError:
+                pass
+            # Coalesce bursts of votes into one refresh per interval.
+            await asyncio.sleep(self.settings.leaderboard_refresh_s)
+
+    async def refresh(self) -> Boards:
+        pending = self.changes
+        started = time.perf_counter()
+        rows = await self.store.db.read(self.store.outcome_counts)
+        styled = await self.store.db.read(
+            lambda tx: self.store.styled_votes(tx, self.settings.style_max_votes)
+        )
+        boards = await asyncio.to_thread(self.compute, rows, styled)
+        boards.seconds = time.perf_counter() - started
+        self.metrics.leaderboard_refresh.observe(boards.seconds)
+        self.current = boards
+        self.changes -= pending
+        return boards
+
+    def compute(self, rows: list[tuple[Any, ...]], styled: list[tuple[Any, ...]]) -> Boards:
+        out = Boards(refreshed_at=time.time())
+        overall_rows = [r[1:] for r in rows]
+        categories: dict[str, list[tuple[str, str, str, int]]] = {}
+        for category, *rest in rows:
+            if category:
+                categories.setdefault(category, []).append(tuple(rest))
+        rounds = self.settings.leaderboard_bootstrap_rounds
+        if overall_rows or self.seed is not None:
+            counts = counts_from_rows(overall_rows, self.seed)
+            out.boards[OVERALL] = board_payload(counts, _usable(self.scale, counts.models), rounds)
+            votes = counts.votes_per_model()
+            out.model_votes = {m: int(v) for m, v in zip(counts.models, votes, strict=True)}
+            total = counts.counts.sum(axis=1)
+            out.pair_votes = {
+                (counts.models[i], counts.models[j]): int(n)
+                for i, j, n in zip(
+                    counts.i.tolist(), counts.j.tolist(), total.tolist(), strict=True
+                )
+            }
+        for category, cat_rows in categories.items():
+            counts = counts_from_rows(cat_rows)
+            out.boards[category] = board_payload(counts, _usable(self.scale, counts.models), rounds)
+        if len(styled) >= 2:
+            out.boards[OVERALL + ":style"] = style_payload(styled, self.scale)
+        return out

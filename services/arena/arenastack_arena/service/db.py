@@ -1,0 +1,241 @@
+"""Storage: SQLite (WAL, the embedded default) or PostgreSQL, chosen by URL.
+
+All writes go through one writer thread that *group-commits*: it takes every
+write queued since the last commit, runs them in one transaction and commits
+once, then answers each caller. A caller is answered only after the commit
+returned, so an acknowledged vote is durable (SQLite: WAL with
+synchronous=FULL fsyncs on commit; PostgreSQL: synchronous_commit), while one
+fsync is shared by all the votes that arrived during the previous one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from arenastack_arena.service.migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 1024
+READ_THREADS = 4
+# PostgreSQL advisory lock key so that replicas starting together migrate once.
+MIGRATION_LOCK_KEY = 0x41524E41
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+
+class DatabaseError(RuntimeError):
+    """The database failed; the request cannot be completed."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+
+    def sql(self, text: str) -> str:
+        """Statements are written with ``?`` placeholders; psycopg wants ``%s``."""
+        return text.replace("?", "%s") if self.name == "postgresql" else text
+
+
+class Tx:
+    """A cursor wrapper that rewrites placeholders for the dialect."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        self._cursor.execute(self.dialect.sql(sql), params)
+        return self._cursor.rowcount
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchall()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._cursor.fetchone()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        self.execute(sql, params)
+        return self.fetchall()
+
+
+Op = Callable[[Tx], Any]
+
+
+def _sqlite_path(url: str) -> str:
+    path = (
+        url.removeprefix("sqlite:///")
+        if url.startswith("sqlite:///")
+        else url.removeprefix("sqlite://")
+    )
+    return path or ":memory:"
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:"):
+            self.dialect = Dialect("sqlite")
+            self._path = _sqlite_path(url)
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.dialect = Dialect("postgresql")
+        else:
+            raise ValueError(
+                f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://..."
+            )
+        self._queue: queue.Queue[tuple[Op, Future[Any]] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._local = threading.local()
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="arena-db-read")
+        self.on_error: Callable[[str], None] = lambda op: None
+
+    # connections -------------------------------------------------------
+    def _connect(self, writer: bool) -> Any:
+        if self.dialect.name == "sqlite":
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            return conn
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=not writer)
+
+    def _begin(self, conn: Any) -> None:
+        if self.dialect.name == "sqlite":
+            conn.execute("BEGIN IMMEDIATE")
+
+    # lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        conn = self._connect(writer=True)
+        self._migrate(conn)
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="arena-db-writer", daemon=True
+        )
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+        self._reads.shutdown(wait=True)
+
+    def _migrate(self, conn: Any) -> None:
+        self._begin(conn)
+        cur = Tx(conn.cursor(), self.dialect)
+        if self.dialect.name == "postgresql":
+            cur.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+            "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        applied = {row[0] for row in cur.query("SELECT version FROM schema_migrations")}
+        for version, description, statements in MIGRATIONS:
+            if version in applied:
+                continue
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (version, description, time.time()),
+            )
+            log.info("applied migration %d: %s", version, description)
+        conn.commit()
+
+    def schema_version(self) -> int:
+        return max(v for v, _, _ in MIGRATIONS)
+
+    # writes ------------------------------------------------------------
+    def _write_loop(self, conn: Any) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(conn, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _commit_batch(self, conn: Any, batch: list[tuple[Op, Future[Any]]]) -> None:
+        try:
+            self._begin(conn)
+            cur = Tx(conn.cursor(), self.dialect)
+            results = [op(cur) for op, _ in batch]
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            if len(batch) > 1:
+                for item in batch:
+                    self._commit_batch(conn, [item])
+                return
+            op, fut = batch[0]
+            self.on_error("write")
+            log.exception("database write failed")
+            fut.set_exception(DatabaseError("database write failed"))
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            fut.set_result(result)
+
+    async def write(self, op: Op) -> Any:
+        """Runs ``op`` in a transaction; returns once it is committed."""
+        if self._writer is None:
+            raise DatabaseError("database is not started")
+        fut: Future[Any] = Future()
+        self._queue.put((op, fut))
+        return await asyncio.wrap_future(fut)
+
+    # reads -------------------------------------------------------------
+    def _read_conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(writer=False)
+            self._local.conn = conn
+        return conn
+
+    def _run_read(self, op: Op) -> Any:
+        conn = self._read_conn()
+        try:
+            return op(Tx(conn.cursor(), self.dialect))
+        except Exception as err:
+            self.on_error("read")
+            log.exception("database read failed")
+            self._local.conn = None
+            conn.close()
+            raise DatabaseError("database read failed") from err
+
+    async def read(self, op: Op) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, self._run_read, op)
+
+    def read_sync(self, op: Op) -> Any:
+        return self._run_read(op)
