@@ -19,7 +19,9 @@ KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.19.5
 PROMETHEUS_VERSION=v0.313.5 # Prometheus 3.13.x as a Go module
 
-VERSIONS="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}"
+# Bump RECIPE when the way binaries are built changes, so caches are redone.
+RECIPE=2
+VERSIONS="r${RECIPE}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}"
 CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
 TOOLCHAIN="$CACHE_ROOT/toolchain/$VERSIONS"
 BIN="$TOOLCHAIN/bin"
@@ -77,7 +79,7 @@ build() {
     need_go
     t0=$SECONDS
     rm -f "$BIN/.$name.ok"
-    (cd "$dir" && go build -trimpath -ldflags="-s -w" -o "$BIN/$name" "$pkg") \
+    (cd "$dir" && go build -trimpath -ldflags="-s -w ${LDFLAGS:-}" -o "$BIN/$name" "$pkg") \
       || die "building $name from $pkg failed (see the output above)"
     touch "$BIN/.$name.ok"
     echo "toolchain: built $name in $((SECONDS - t0)) s (total $((SECONDS - START)) s)"
@@ -102,12 +104,22 @@ k8s() {
     done
     go get "k8s.io/kubernetes@$K8S_VERSION" 2>go-get.log || die "go get failed; see $dir/go-get.log"
   )
+  # Without these the binaries report v0.0.0-master, and clients that check
+  # the server version (helm's kubeVersion, kubectl's skew warning) refuse it.
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local cb=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version v
+  LDFLAGS=""
+  for v in "$cb" "$cg"; do
+    LDFLAGS+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+    LDFLAGS+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
+  done
   build "$dir" \
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
     kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
     kubectl=k8s.io/kubernetes/cmd/kubectl \
     kube-proxy=k8s.io/kubernetes/cmd/kube-proxy
+  LDFLAGS=""
 }
 
 simple() { # simple WRAPPER MODULE VERSION name=pkg...
