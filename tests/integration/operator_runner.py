@@ -99,17 +99,25 @@ class OperatorProcess:
         assert status == 200, status
         return body.decode()
 
-    def metric(self, name: str, **labels: str) -> float | None:
-        """One sample's value from /metrics, None if the series is absent."""
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        series = f"{name}{{{wanted}}}" if labels else name
+    def samples(self, name: str, **labels: str) -> list[float]:
+        """Values of every sample of `name` from /metrics whose labels include `labels`."""
+        values = []
         for line in self.metrics().splitlines():
             if line.startswith("#"):
                 continue
-            key, _, value = line.rpartition(" ")
-            if key == series or _same_series(key, name, labels):
-                return float(value)
-        return None
+            series, _, value = line.rpartition(" ")
+            metric, _, label_text = series.partition("{")
+            present = dict(
+                part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+            )
+            if metric == name and all(present.get(k) == f'"{v}"' for k, v in labels.items()):
+                values.append(float(value))
+        return values
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The sum of the matching samples, None if there is none."""
+        values = self.samples(name, **labels)
+        return sum(values) if values else None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -162,13 +170,6 @@ class OperatorProcess:
 
     def wait_exit(self, timeout: float) -> int:
         return self.proc.wait(timeout)
-
-
-def _same_series(key: str, name: str, labels: dict[str, str]) -> bool:
-    if not key.startswith(name + "{") or not labels:
-        return False
-    present = dict(part.split("=", 1) for part in key[len(name) + 1 : -1].split(",") if "=" in part)
-    return all(present.get(k) == f'"{v}"' for k, v in labels.items())
 
 
 def kubeconfig_namespace(kubeconfig: Path) -> str:

