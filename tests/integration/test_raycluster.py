@@ -235,6 +235,9 @@ def test_scale_up_down_quiet_at_rest(cluster, ray_operator, namespace) -> None:
     # Without the autoscaler, the newest pods go first.
     assert left == sorted(p["metadata"]["name"] for p in newest[:2])
 
+    reasons = _event_reasons(cluster, namespace, "scale")
+    assert {"CreatedService", "CreatedHeadPod", "CreatedWorkerPod", "DeletedWorkerPod"} <= reasons
+
     # Quiet at rest: once settled, neither the cluster nor its pods are written to.
     wait_for(
         "status settled",
@@ -244,6 +247,34 @@ def test_scale_up_down_quiet_at_rest(cluster, ray_operator, namespace) -> None:
     before = _versions(cluster, namespace, "scale")
     time.sleep(4.0)
     assert _versions(cluster, namespace, "scale") == before
+
+
+def _event_reasons(cluster, namespace: str, name: str) -> set[str]:
+    events = get(cluster, "events", namespace) or []
+    return {e["reason"] for e in events if e["involvedObject"]["name"] == name}
+
+
+def test_recreate_upgrade_replaces_outdated_pods(cluster, ray_operator, namespace) -> None:
+    apply(
+        cluster, namespace, small_cluster("upg", replicas=2, upgradeStrategy={"type": "Recreate"})
+    )
+    wait_ready(cluster, namespace, "upg", {"headgroup": 1, "cpu": 2})
+    before = {p["metadata"]["name"] for p in ray_pods(cluster, namespace, "upg")}
+    patch(cluster, namespace, "upg", [
+        {"op": "replace", "value": "rayproject/ray:2.61.0",
+         "path": "/spec/workerGroupSpecs/0/template/spec/containers/0/image"}], "json")  # fmt: skip
+
+    def replaced() -> bool:
+        pods = ray_pods(cluster, namespace, "upg", live=False)
+        workers = [p for p in pods if p["metadata"]["labels"][names.LABEL_GROUP] == "cpu"]
+        return len(workers) == 2 and all(
+            p["spec"]["containers"][0]["image"] == "rayproject/ray:2.61.0" for p in workers
+        )
+
+    wait_for("workers on the new image", replaced)
+    after = by_group(ray_pods(cluster, namespace, "upg"))
+    assert not set(after["cpu"]) & before
+    assert set(after["headgroup"]) <= before  # the head's template did not change
 
 
 def _versions(cluster, namespace: str, name: str) -> dict[str, str]:
@@ -316,6 +347,8 @@ def test_head_deleted_and_worker_failed_are_replaced(cluster, ray_operator, name
         "a new head",
         lambda: by_group(ray_pods(cluster, namespace, "heal")).get("headgroup", [head]) != [head],
     )
+    # Workers stay: they reconnect to the new head (and keep running with GCS fault tolerance).
+    assert by_group(ray_pods(cluster, namespace, "heal"))["cpu"] == pods["cpu"]
 
     # The kubelet (kwok here) reports the Ray container of a worker as exited for good.
     worker = pods["cpu"][0]
