@@ -53,7 +53,8 @@ GROUP_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 MAX_WORKER_GROUPS = 128
 MAX_WORKERS_TO_DELETE = 10000
 POD_NAME_MAX = 253
-CLUSTER_NAME_MAX = 63
+# KubeRay's limit: the longest derived Service name ("-serve-svc") must stay a DNS label.
+CLUSTER_NAME_MAX = 53
 CLUSTER_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 UpscalingMode = Literal["Default", "Aggressive", "Conservative"]
@@ -68,6 +69,23 @@ NetworkPolicyMode = Literal["DenyAll", "DenyAllIngress", "DenyAllEgress"]
 IngressPathType = Literal["Exact", "Prefix", "ImplementationSpecific"]
 AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
 ClusterState = Literal["ready", "failed", "suspended"]
+
+# rayStartParams keys that say the same as the group's `resources` field.
+RESOURCE_START_PARAMS = ("num-cpus", "num-gpus", "memory", "resources")
+RESOURCES_XOR_START_PARAMS = cel(
+    "!has(self.resources) || size(self.resources) == 0 || !has(self.rayStartParams) || "
+    "!["
+    + ", ".join(f"'{k}'" for k in RESOURCE_START_PARAMS)
+    + "].exists(k, k in self.rayStartParams)",
+    "set Ray resources either in resources or in rayStartParams (num-cpus, num-gpus, memory, "
+    "resources), not both",
+    ".resources",
+)
+CONTAINERS_PRESENT = cel(
+    "has(self.template.spec) && size(self.template.spec.containers) > 0",
+    "template.spec.containers must hold the Ray container (containers[0])",
+    ".template",
+)
 
 # Condition types and reasons KubeRay writes (kept identical for tools that read them).
 CONDITION_PROVISIONED = "RayClusterProvisioned"
@@ -275,15 +293,7 @@ class IngressOptions(ApiModel):
 class HeadGroupSpec(ApiModel):
     """The head pod: runs the GCS, the dashboard and (optionally) the autoscaler."""
 
-    model_config = {
-        "json_schema_extra": rules(
-            cel(
-                "has(self.template.spec) && size(self.template.spec.containers) > 0",
-                "template.spec.containers must hold the Ray container (containers[0])",
-                ".template",
-            )
-        )
-    }
+    model_config = {"json_schema_extra": rules(CONTAINERS_PRESENT, RESOURCES_XOR_START_PARAMS)}
 
     template: PodTemplateSpec = Field(
         description="Pod template of the head. containers[0] is the Ray container; the "
@@ -347,11 +357,8 @@ class WorkerGroupSpec(ApiModel):
                 f"groupName '{HEAD_GROUP_NAME}' is reserved for the head group",
                 ".groupName",
             ),
-            cel(
-                "has(self.template.spec) && size(self.template.spec.containers) > 0",
-                "template.spec.containers must hold the Ray container (containers[0])",
-                ".template",
-            ),
+            CONTAINERS_PRESENT,
+            RESOURCES_XOR_START_PARAMS,
         )
     }
 
@@ -513,6 +520,27 @@ class RayClusterSpec(ApiModel):
                 "workerGroupSpecs[].groupName must be unique",
                 ".workerGroupSpecs",
             ),
+            cel(
+                "!has(self.enableInTreeAutoscaling) || !self.enableInTreeAutoscaling || "
+                "!has(self.workerGroupSpecs) || "
+                "self.workerGroupSpecs.all(g, !has(g.suspend) || !g.suspend)",
+                "worker groups cannot be suspended while in-tree autoscaling is enabled",
+                ".workerGroupSpecs",
+            ),
+            cel(
+                "!has(self.headGroupSpec.rayStartParams) || "
+                "!('redis-username' in self.headGroupSpec.rayStartParams)",
+                "redis-username cannot be set in rayStartParams; use "
+                "gcsFaultToleranceOptions.redisUsername",
+                ".headGroupSpec.rayStartParams",
+            ),
+            cel(
+                "!has(self.gcsFaultToleranceOptions) || !has(self.headGroupSpec.rayStartParams) || "
+                "!('redis-password' in self.headGroupSpec.rayStartParams)",
+                "redis-password cannot be set in rayStartParams with gcsFaultToleranceOptions; use "
+                "gcsFaultToleranceOptions.redisPassword",
+                ".headGroupSpec.rayStartParams",
+            ),
         )
     }
 
@@ -670,7 +698,7 @@ CRD = CrdInfo(
             f"size(self.metadata.name) <= {CLUSTER_NAME_MAX} && "
             f"self.metadata.name.matches('{CLUSTER_NAME_PATTERN}')",
             f"metadata.name must be a DNS-1035 label of at most {CLUSTER_NAME_MAX} characters "
-            "(it names the head Service)",
+            "(it prefixes the names of the cluster's Services)",
         ),
     ),
 )
