@@ -7,17 +7,19 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import jsonschema
 import pytest
 import yaml
 from compat_data import compat_manifests, expectation, invalid_cases, rayclusters_in
+from pydantic import Field
 
 from arenastack_operator import crdgen
 from arenastack_operator.raycluster.spec import RayClusterSpec
 from arenastack_operator.schema import k8s
-from arenastack_operator.schema.structural import SchemaError, check_structural
+from arenastack_operator.schema.base import ApiModel, PodTemplateSpec, cel, rules
+from arenastack_operator.schema.structural import SchemaError, check_structural, structural_schema
 
 CRDS = {info.ref.kind: crdgen.build_crd(info) for info in crdgen.ALL_CRDS}
 
@@ -219,3 +221,48 @@ def test_schema_level_invalid_rayclusters_fail_the_jsonschema_precheck(path: Pat
 
 def test_invalid_corpus_is_large_enough():
     assert len(invalid_cases()) >= 20
+
+
+class _Inner(ApiModel):
+    """Inner."""
+
+    model_config = {"json_schema_extra": rules(cel("self.a > 0", "a must be positive"))}
+
+    a: int = Field(description="A.")
+
+
+class _Outer(ApiModel):
+    """Outer."""
+
+    inner: Annotated[_Inner, Field(json_schema_extra=rules(cel("self == oldSelf", "frozen")))] = (
+        Field(description="Field description wins.")
+    )
+    optional_fraction: float | None = Field(default=None, gt=0, le=1, description="F.")
+    fixed: Literal["only"] = Field(default="only", description="C.")
+    template: PodTemplateSpec | None = Field(default=None, description="T.")
+
+
+def test_structural_conversion_of_a_typed_definition():
+    schema = structural_schema(_Outer)
+    inner = schema["properties"]["inner"]
+    assert inner["description"] == "Field description wins."
+    assert [r["message"] for r in inner["x-kubernetes-validations"]] == [
+        "a must be positive",
+        "frozen",
+    ]
+    fraction = schema["properties"]["optionalFraction"]
+    assert fraction == {
+        "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "description": "F.", "type": "number"
+    }  # fmt: skip
+    assert schema["properties"]["fixed"]["enum"] == ["only"]
+    assert schema["properties"]["fixed"]["type"] == "string"
+    assert schema["properties"]["template"]["properties"]["spec"]["required"] == ["containers"]
+    assert schema["required"] == ["inner"]
+
+
+def test_typed_definitions_use_camel_case_on_the_wire():
+    spec = RayClusterSpec.model_validate(
+        {"headGroupSpec": {"template": {}}, "enableInTreeAutoscaling": True}
+    )
+    assert spec.enable_in_tree_autoscaling is True
+    assert spec.to_json() == {"headGroupSpec": {"template": {}}, "enableInTreeAutoscaling": True}

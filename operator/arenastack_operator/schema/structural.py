@@ -17,6 +17,7 @@ from arenastack_operator.schema import k8s
 from arenastack_operator.schema.base import K8S_TYPE_KEY
 
 LIST_MAP_KEY_DEFAULTS = "x-arenastack-list-map-key-defaults"
+VALIDATIONS = "x-kubernetes-validations"
 DROPPED_KEYS = frozenset({"title", "$defs", "discriminator"})
 
 
@@ -60,8 +61,7 @@ class _Inliner:
                 inlined = self.convert(target)
             finally:
                 self.stack.pop()
-            # Siblings of the reference (the field's description) win.
-            return {**inlined, **self.convert(node)} if node else inlined
+            return _merge(inlined, self.convert(node)) if node else inlined
         if "anyOf" in node and any(b.get("type") == "null" for b in node["anyOf"]):
             return self.convert(self._drop_null(node))
         if "allOf" in node and len(node["allOf"]) == 1:
@@ -108,6 +108,16 @@ class _Inliner:
         if len(branches) == 1:
             return {**branches[0], **rest}
         return {**rest, "anyOf": branches}
+
+
+def _merge(inlined: dict[str, Any], siblings: dict[str, Any]) -> dict[str, Any]:
+    """A referenced type plus the field's own keys: the field's description and defaults
+    win; CEL rules of both apply."""
+    merged = {**inlined, **siblings}
+    rules = [*inlined.get(VALIDATIONS, ()), *siblings.get(VALIDATIONS, ())]
+    if rules:
+        merged[VALIDATIONS] = rules
+    return merged
 
 
 def _enum_type(values: list[Any]) -> str:
