@@ -20,7 +20,7 @@ HELM_VERSION=v3.19.5
 PROMETHEUS_VERSION=v0.313.5 # Prometheus 3.13.x as a Go module
 
 # Bump RECIPE when the way binaries are built changes, so caches are redone.
-RECIPE=2
+RECIPE=3
 VERSIONS="r${RECIPE}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}"
 CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
 TOOLCHAIN="$CACHE_ROOT/toolchain/$VERSIONS"
@@ -86,6 +86,8 @@ build() {
   done
 }
 
+k8s_minor() { local m=${K8S_VERSION#v1.}; echo "${m%%.*}"; }
+
 k8s() {
   built kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy && {
     echo "toolchain: kubernetes $K8S_VERSION cached"; return; }
@@ -106,7 +108,8 @@ k8s() {
   )
   # Without these the binaries report v0.0.0-master, and clients that check
   # the server version (helm's kubeVersion, kubectl's skew warning) refuse it.
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local minor
+  minor=$(k8s_minor)
   local cb=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version v
   LDFLAGS=""
   for v in "$cb" "$cg"; do
@@ -142,7 +145,15 @@ for part in "${parts[@]}"; do
       simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd=go.etcd.io/etcd/server/v3
       k8s
       simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" kwok=sigs.k8s.io/kwok/cmd/kwok
+      # helm's default Kubernetes version (for `helm template` and `helm lint`)
+      # is stamped at build time like its Makefile does; else it assumes 1.20.
+      LDFLAGS="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+      LDFLAGS+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(k8s_minor)"
+      LDFLAGS+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+      LDFLAGS+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(k8s_minor)"
+      LDFLAGS+=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
       simple helm helm.sh/helm/v3 "$HELM_VERSION" helm=helm.sh/helm/v3/cmd/helm
+      LDFLAGS=""
       ;;
     monitoring)
       simple prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
