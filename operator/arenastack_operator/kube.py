@@ -48,6 +48,8 @@ def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
 def register_login(registry: kopf.OperatorRegistry, kubeconfig: Path | None) -> None:
     """kopf re-runs login on 401s, so the credentials are re-read (rotated tokens) every time."""
 
+    # async (the file reads are tiny): a sync handler would run in a worker thread, which kopf
+    # cannot cancel if the operator is stopped during its first login.
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    async def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(load_configuration(kubeconfig))

@@ -63,4 +63,8 @@ def setup_logging(
     # asyncio's debug chatter and per-request access lines would drown the operator's records.
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # kopf reports every successful handler call (one per watch event of every pod the operator
+    # follows) at INFO; keep those for DEBUG and let the handlers log what they actually did.
+    kopf_objects = logging.getLogger("kopf.objects")
+    kopf_objects.setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
     return handler

@@ -183,24 +183,34 @@ def test_sigterm_exits_zero_quickly_and_releases_the_lease(cluster, operator_run
     assert handover_s < exit_s + LEASE_DURATION_S / 2, (exit_s, handover_s)
     leader.wait_for_log(lambda r: r.get("message") == "Released the lease", timeout=1)
 
+    # Stopped as soon as it became leader, while kopf is still starting up.
     standby.wait_role("leader")
     assert standby.terminate(timeout=15) == 0
     assert lease_holder(cluster, operator_runner) is None
+    for op in (leader, standby):
+        # Clean: kopf finished by itself, nothing had to be abandoned after the grace period.
+        assert not [r for r in op.logs() if "abandoning" in r.get("message", "")]
+        op.wait_for_log(lambda r: r.get("message") == "Stopped" and r["exit_status"] == 0, 1)
     assert_json_logs(leader, standby)
 
 
-def test_standby_stops_cleanly_on_sigterm(operator_runner):
+def test_probes_standby_stop_and_losing_the_lease(cluster, operator_runner):
     leader = operator_runner.start()
     leader.wait_role("leader")
     standby = operator_runner.start()
+    for op, role in ((leader, "leader"), (standby, "standby")):
+        status, live = op.healthz()
+        assert (status, live["status"], live["identity"]) == (200, "ok", op.identity)
+        status, ready = op.readyz()
+        assert (status, ready["role"], ready["leader"]) == (200, role, leader.identity)
+
+    # A standby holds nothing: it just stops.
     assert standby.terminate(timeout=10) == 0
+    standby.wait_for_log(lambda r: r.get("message") == "Stopped while on standby", timeout=1)
     assert leader.readyz()[1]["role"] == "leader"
 
-
-def test_losing_the_lease_stops_reconciling_and_exits_nonzero(cluster, operator_runner):
-    leader = operator_runner.start()
-    leader.wait_role("leader")
-    # Someone else takes the lease (as a partitioned leader would find on its return).
+    # Someone else takes the lease (as a partitioned leader would find on its return): the
+    # leader stops reconciling and exits non-zero so that its Deployment restarts it.
     cluster.kubectl(
         "patch", "lease", operator_runner.lease_name, "-n", operator_runner.lease_namespace,
         "--type=merge", "-p", json.dumps({"spec": {"holderIdentity": "intruder"}}),
@@ -208,15 +218,7 @@ def test_losing_the_lease_stops_reconciling_and_exits_nonzero(cluster, operator_
     assert leader.wait_exit(timeout=LEASE_DURATION_S * 2) == constants.EXIT_LEADERSHIP_LOST
     leader.wait_for_log(lambda r: r.get("message", "").startswith("Lost the lease"), timeout=1)
     assert lease_holder(cluster, operator_runner) == "intruder"
-
-
-def test_probes_answer_json(operator_runner):
-    op = operator_runner.start()
-    op.wait_role("leader")
-    status, live = op.healthz()
-    assert status == 200 and live["status"] == "ok" and live["identity"] == op.identity
-    status, ready = op.readyz()
-    assert status == 200 and ready["leader"] == op.identity
+    assert_json_logs(leader, standby)
 
 
 def test_namespaced_operator_ignores_other_namespaces(cluster, namespace, operator_runner):

@@ -79,3 +79,22 @@ def test_kopf_thread_signal_warning_is_dropped(captured):
     )
     logging.getLogger("kopf._core.reactor.running").warning("something else")
     assert [r["message"] for r in lines(captured)] == ["something else"]
+
+
+def test_kopf_per_object_successes_only_at_debug():
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    body = kopf.Body({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})
+    object_logger = kopf.LocalObjectLogger(body=body, settings=kopf.OperatorSettings())
+    try:
+        for level, expected in (("INFO", ["failed"]), ("DEBUG", ["succeeded", "failed"])):
+            stream = io.StringIO()
+            setup_logging(level, stream=stream)
+            object_logger.info("succeeded")
+            object_logger.warning("failed")
+            assert [r["message"] for r in lines(stream)] == expected, level
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        logging.getLogger("kopf.objects").setLevel(logging.NOTSET)
+        logging.captureWarnings(False)
