@@ -377,7 +377,9 @@ class WorkerGroupSpec(ApiModel):
     replicas: NonNegativeInt32 = Field(
         default=0,
         description="Desired number of replicas (each numOfHosts pods). Ray's autoscaler "
-        "changes it when in-tree autoscaling is on.",
+        "changes it when in-tree autoscaling is on, and then only the pods it names in "
+        "scaleStrategy.workersToDelete are removed. Without the autoscaler, lowering it removes "
+        "the named pods first, then pods that are not Ready, then the newest.",
     )
     min_replicas: NonNegativeInt32 = Field(default=0, description="Fewest replicas of the group.")
     max_replicas: NonNegativeInt32 = Field(
