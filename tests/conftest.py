@@ -1,7 +1,7 @@
 """Fixtures shared by every test tier.
 
 Integration tests get one real control plane per test session (started on
-first use, stopped at the end unless ARENASTACK_KEEP_CLUSTER=1), a fresh
+first use, stopped and removed at the end unless ARENASTACK_KEEP_CLUSTER=1), a fresh
 namespace per test, the project's CRDs, and a kubeconfig that carries the
 token of the chart's operator ServiceAccount, so every test that runs the
 operator runs it under the chart's RBAC and never as cluster admin.
@@ -10,6 +10,7 @@ operator runs it under the chart's RBAC and never as cluster admin.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -53,11 +54,16 @@ class TestCluster(LocalCluster):
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[TestCluster]:
-    cl = TestCluster(state=REPO_ROOT / ".state" / "test-cluster")
+    keep = os.environ.get("ARENASTACK_KEEP_CLUSTER") == "1"
+    # A cluster of its own for each test run (about 10 s to start), so runs never
+    # share state; ARENASTACK_KEEP_CLUSTER=1 keeps and reuses one between runs.
+    name = "test-cluster" if keep else f"test-cluster-{os.getpid()}"
+    cl = TestCluster(state=REPO_ROOT / ".state" / name)
     cl.up(log=lambda line: print(line, flush=True))
     yield cl
-    if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
+    if not keep:
         cl.down(quiet=True)
+        shutil.rmtree(cl.state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
