@@ -278,7 +278,9 @@ def test_probes_drive_ready_and_restarts(local_cluster, ns):
         container={
             "readinessProbe": {"httpGet": {"path": "/ready.txt", "port": "http"},
                                "periodSeconds": 1},
-            "livenessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+            # Generous: a loaded machine may take seconds to start the server.
+            "livenessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1,
+                              "failureThreshold": 15},
             "ports": [{"name": "http", "containerPort": 8000}],
         },
     )  # fmt: skip
@@ -354,3 +356,44 @@ def test_agent_restart_adopts_running_pods(local_cluster, ns):
     assert steady["status"]["containerStatuses"][0]["restartCount"] == 0
     cl.kubectl("delete", "pod", "steady", "-n", ns, "--wait=true", timeout=60)
     assert _pids_with(marker) == []
+
+
+def test_service_dns_and_cluster_ip(local_cluster, ns):
+    cl = local_cluster
+    backends = [http_server(n) for n in ("web-a", "web-b")]
+    for b in backends:
+        b["metadata"]["labels"]["tier"] = "web"
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"tier": "web"}, "ports": [{"port": 80, "targetPort": 8000}]},
+    }
+    headless = {**svc, "metadata": {"name": "web-headless"},
+                "spec": {**svc["spec"], "clusterIP": "None"}}  # fmt: skip
+    apply(cl, ns, *backends, svc, headless)
+    pod_ips = sorted(wait_pod(cl, ns, b["metadata"]["name"], ready, 30)["status"]["podIP"]
+                     for b in backends)  # fmt: skip
+    cluster_ip = json.loads(cl.kubectl("get", "svc", "web", "-n", ns, "-o", "json").stdout)["spec"][
+        "clusterIP"
+    ]
+    script = "\n".join([
+        "import json, socket, sys, urllib.request as u",
+        "def ips(name):",
+        "    return sorted({a[4][0] for a in socket.getaddrinfo(name, 80, socket.AF_INET)})",
+        f"out = {{'short': ips('web'), 'fqdn': ips('web.{ns}.svc.cluster.local'),",
+        "       'headless': ips('web-headless'),",
+        "       'via_service': sorted({u.urlopen('http://web/', timeout=5).read().decode().strip()",
+        "                             for _ in range(20)})}",
+        "try: socket.getaddrinfo('example.com', 80); out['outside'] = 'resolved'",
+        "except OSError: out['outside'] = 'unresolved'",
+        "print(json.dumps(out))",
+    ])  # fmt: skip
+    apply(cl, ns, pod("dig", ["python", "-c", script], restartPolicy="Never"))
+    wait_pod(cl, ns, "dig", phase("Succeeded"), 60, "dig Succeeded")
+    out = json.loads(cl.kubectl("logs", "dig", "-n", ns).stdout)
+    assert out["short"] == out["fqdn"] == [cluster_ip]
+    assert out["headless"] == pod_ips
+    # kube-proxy spreads ClusterIP connections over both ready endpoints.
+    assert out["via_service"] == ["web-a", "web-b"]
+    assert out["outside"] == "unresolved"

@@ -215,9 +215,12 @@ class Agent:
         except ApiError as err:
             log.debug("event for %s: %s", meta["name"], err)
 
-    def finalize(self, pod: dict) -> None:
+    def finalize(self, pod: dict, delete: bool) -> None:
         """The kubelet's last word on a pod: delete it for good once its processes are gone."""
         meta = pod["metadata"]
+        self.runners.pop(meta["uid"], None)
+        if not delete:
+            return
         try:
             self.kube.delete(
                 f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
@@ -226,7 +229,6 @@ class Agent:
         except ApiError as err:
             if err.status not in (404, 409):
                 log.warning("final delete of %s: %s", meta["name"], err)
-        self.runners.pop(meta["uid"], None)
 
     def base_env(self, pod: dict) -> dict[str, str]:
         """Service environment variables, as the kubelet injects them."""

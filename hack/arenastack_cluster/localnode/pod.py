@@ -43,7 +43,7 @@ class NodeServices:
     token: volumes.TokenSource
     patch_status: Callable[[dict, dict], None]
     event: Callable[[dict, str, str, str], None]
-    finalize: Callable[[dict], None]
+    finalize: Callable[[dict, bool], None]
     base_env: Callable[[dict], dict[str, str]]
     allocatable: dict[str, str]
     ipam: network.Ipam
@@ -523,5 +523,4 @@ class PodRunner(threading.Thread):
         network.sandbox_down(self.uid)
         self.svc.ipam.release(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
-        if final:
-            self.svc.finalize(self.pod)
+        self.svc.finalize(self.pod, final)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import TYPE_CHECKING
 
 from arenastack_cluster.localnode import network
 from arenastack_cluster.localnode.agent import kill_pod_dir
-from arenastack_cluster.localnode.config import DEFAULT_POD_CIDR, NodeConfig
+from arenastack_cluster.localnode.config import DEFAULT_POD_CIDR, DNS_PORT, REPO_ROOT, NodeConfig
 from arenastack_cluster.processes import free_port, wait_for
 
 # Fake nvidia.com/gpu capacity of the local node, so GPU-requesting pods schedule.
 GPUS_ENV = "ARENASTACK_LOCALNODE_GPUS"
+COREDNS_SCRIPT = REPO_ROOT / "hack" / "coredns.sh"
 
 if TYPE_CHECKING:
     from arenastack_cluster.cluster import LocalCluster
@@ -66,6 +68,13 @@ def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
         # After the agent: kube-proxy reads the node's address from its Node object.
         _start_kube_proxy(cluster, cfg)
         log("cluster: kube-proxy (iptables mode) running")
+    coredns = _coredns_binary()
+    if coredns is not None:
+        _start_coredns(cluster, cfg, coredns)
+        log(f"cluster: CoreDNS answering {cfg.cluster_domain} on {cfg.bridge_ip}:{DNS_PORT}")
+    else:
+        log(f"cluster: building CoreDNS failed (see above; {COREDNS_SCRIPT}); "
+            "service names do not resolve in pods")  # fmt: skip
 
 
 def _start_kube_proxy(cluster: LocalCluster, cfg: NodeConfig) -> None:
@@ -94,6 +103,42 @@ def _start_kube_proxy(cluster: LocalCluster, cfg: NodeConfig) -> None:
         lambda: cluster._get(f"http://127.0.0.1:{health}/healthz", tls=False) == 200,
         60,
         cluster.procs["kube-proxy"],
+    )
+
+
+def _coredns_binary() -> Path | None:
+    # Progress lines pass through on stderr; stdout is the binary's path.
+    proc = subprocess.run([str(COREDNS_SCRIPT)], stdout=subprocess.PIPE, text=True)
+    path = Path(proc.stdout.strip())
+    return path if proc.returncode == 0 and path.exists() else None
+
+
+def _start_coredns(cluster: LocalCluster, cfg: NodeConfig, binary: Path) -> None:
+    """Cluster DNS for pods (their resolv.conf names the bridge address). No forwarder:
+    names outside the cluster get REFUSED, so lookups never leave this machine."""
+    ready, health = free_port(), free_port()
+    corefile = cfg.state / "Corefile"
+    corefile.write_text(
+        f"""{cfg.cluster_domain}:{DNS_PORT} in-addr.arpa:{DNS_PORT} {{
+    bind {cfg.bridge_ip}
+    errors
+    ready 127.0.0.1:{ready}
+    health 127.0.0.1:{health}
+    kubernetes {cfg.cluster_domain} in-addr.arpa {{
+        kubeconfig {cluster.state / "admin.kubeconfig"}
+        pods insecure
+    }}
+    cache 5
+    loadbalance
+}}
+"""
+    )
+    cluster.procs["coredns"].start([str(binary), "-conf", str(corefile)])
+    wait_for(
+        "CoreDNS",
+        lambda: cluster._get(f"http://127.0.0.1:{ready}/ready", tls=False) == 200,
+        60,
+        cluster.procs["coredns"],
     )
 
 
