@@ -417,6 +417,7 @@ def test_podstate_failed_only_when_it_will_not_restart() -> None:
     assert not podstate.is_failed(pod)  # restartPolicy Always: the kubelet restarts it
     pod["spec"]["restartPolicy"] = "Never"
     assert podstate.is_failed(pod)
+    assert podstate.owned_by(pod, "u-1") and not podstate.owned_by(pod, "u-2")
 
 
 # -- work queue -------------------------------------------------------------------------------

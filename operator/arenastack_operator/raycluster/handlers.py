@@ -26,6 +26,8 @@ from arenastack_operator.conditions import now_rfc3339
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.raycluster import autoscaler, names, plan, podstate
 from arenastack_operator.raycluster.kubeclient import (
+    CONFLICT,
+    NOT_FOUND,
     ApiError,
     KubeClient,
     core_path,
@@ -121,9 +123,10 @@ class Controller:
             await self._report_invalid(body, _describe(e))
             return
 
-        pods = await self.api.list(
+        labelled = await self.api.list(
             core_path(namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
         )
+        pods = [p for p in labelled if podstate.owned_by(p, cluster.uid)]
         service = await self._ensure_service(cluster)
         if cluster.autoscaling:
             await self._ensure_autoscaler_rbac(cluster)
@@ -181,7 +184,7 @@ class Controller:
         try:
             service = await self.api.create(object_path(desired), desired)
         except ApiError as e:
-            if e.status == 409:  # created meanwhile: read it next time
+            if e.status == CONFLICT:  # created meanwhile: read it next time
                 return None
             raise
         await self._event_for(cluster, "Normal", "CreatedService", desired["metadata"]["name"])
@@ -195,7 +198,7 @@ class Controller:
                 try:
                     await self.api.create(object_path(obj), obj)
                 except ApiError as e:
-                    if e.status != 409:
+                    if e.status != CONFLICT:
                         raise
         self._rbac_ready.add(cluster.uid)
 
@@ -220,10 +223,15 @@ class Controller:
         )
         if not changed(previous, new):
             return False
-        await self.api.merge_patch(
-            _cluster_path(meta["namespace"], meta["name"], status=True),
-            merge_patch(previous, new),
-        )
+        try:
+            await self.api.merge_patch(
+                _cluster_path(meta["namespace"], meta["name"], status=True),
+                merge_patch(previous, new),
+            )
+        except ApiError as e:
+            if e.status == NOT_FOUND:  # deleted meanwhile
+                return False
+            raise
         return True
 
     async def _report_invalid(self, body: Mapping[str, Any], message: str) -> None:

@@ -26,6 +26,12 @@ def group(pod: Pod) -> str | None:
     return labels(pod).get(names.LABEL_GROUP)
 
 
+def owned_by(pod: Pod, uid: str) -> bool:
+    """Whether the pod belongs to the cluster with this uid (not merely carries its name, as
+    the pods of a deleted cluster of the same name do until they are collected)."""
+    return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+
+
 def is_terminating(pod: Pod) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
 
