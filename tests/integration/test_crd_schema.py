@@ -329,3 +329,16 @@ def test_invalid_arenastack_objects_are_rejected(cluster, crds, namespace, obj, 
     result = apply(cluster, namespace, obj)
     assert result.returncode != 0, "accepted"
     assert fragment in result.stderr, result.stderr
+
+
+def test_template_metadata_as_go_clients_print_it_is_accepted(cluster, crds, namespace):
+    obj = load(MINIMAL_RAYCLUSTER)
+    obj["spec"]["headGroupSpec"]["template"]["metadata"] = {
+        "creationTimestamp": None,
+        "labels": {"team": "ml"},
+        "annotations": {"note": "kept"},
+    }
+    apply(cluster, namespace, obj, check=True)
+    meta = get(cluster, namespace, "raycluster/minimal")["spec"]["headGroupSpec"]["template"]
+    assert meta["metadata"]["labels"] == {"team": "ml"}
+    assert meta["metadata"]["annotations"] == {"note": "kept"}

@@ -124,7 +124,10 @@ class _Converter:
     def _embedded_meta(self) -> dict[str, Any]:
         meta = self.schemas[OBJECT_META]
         props = {k: self._node(meta["properties"][k]) for k in EMBEDDED_META_FIELDS}
-        return {"type": "object", "properties": props}
+        # Manifests printed by Go clients carry `creationTimestamp: null` in templates;
+        # strict field validation would refuse them if the field were undeclared.
+        props["creationTimestamp"] = {"type": "string", "format": "date-time", "nullable": True}
+        return {"type": "object", "properties": dict(sorted(props.items()))}
 
     def _node(self, node: dict[str, Any]) -> dict[str, Any]:
         target = _ref_target(node)
