@@ -9,6 +9,7 @@ import time
 import pytest
 from operator_runner import LEASE_DURATION_S, RETRY_PERIOD_S, OperatorProcess, OperatorRunner
 
+from arenastack_cluster.cluster import CHART_DIR
 from arenastack_operator import constants
 
 pytestmark = pytest.mark.integration
@@ -221,11 +222,22 @@ def test_probes_standby_stop_and_losing_the_lease(cluster, operator_runner):
     assert_json_logs(leader, standby)
 
 
-def test_namespaced_operator_ignores_other_namespaces(cluster, namespace, operator_runner):
+def test_namespaced_operator_needs_only_its_role(cluster, crds, namespace, tmp_path):
+    """Installed with watchAllNamespaces=false the chart grants Roles in one namespace and no
+    ClusterRole; the operator then watches, reconciles and elects there, and nowhere else."""
+    cluster.helm(
+        "install", "r", str(CHART_DIR), "-n", namespace,
+        "--set", "operator.watchAllNamespaces=false", "--set", "operator.replicas=0", "--wait",
+    )  # fmt: skip
+    kubeconfig = cluster.service_account_kubeconfig(
+        namespace, "r-arenastack-operator", tmp_path / "kubeconfig"
+    )
+    runner = OperatorRunner(kubeconfig, tmp_path)
+    assert runner.lease_namespace == namespace
     other = f"{namespace}-other"
     cluster.kubectl("create", "namespace", other)
     try:
-        op = operator_runner.start(namespaces=[namespace])
+        op = runner.start(namespaces=[namespace])
         op.wait_role("leader")
         apply_raycluster(cluster, other, "outside", replicas=0)
         apply_raycluster(cluster, namespace, "inside", replicas=0)
@@ -236,11 +248,11 @@ def test_namespaced_operator_ignores_other_namespaces(cluster, namespace, operat
         )
         time.sleep(1)  # time for a wrongly watched object to be reconciled too
         assert "status" not in raycluster(cluster, other, "outside")
-        # Namespaced, kopf must not need (or warn about) cluster-wide scanning permissions.
-        kopf_warnings = [
-            r for r in op.logs()
-            if r.get("logger", "").startswith("kopf") and r.get("level") in ("WARNING", "ERROR")
-        ]  # fmt: skip
-        assert not kopf_warnings, kopf_warnings
+        assert lease_holder(cluster, runner) == op.identity
+        # Namespaced, kopf must not need (or warn about) cluster-wide permissions.
+        problems = [r for r in op.logs() if r.get("level") in ("WARNING", "ERROR")]
+        assert not problems, problems
+        assert runner.processes[0].terminate() == 0
     finally:
+        runner.stop_all()
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
