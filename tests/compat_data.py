@@ -18,7 +18,13 @@ INVALID_RAYCLUSTERS = REPO_ROOT / "tests" / "integration" / "invalid_rayclusters
 
 
 def compat_manifests() -> list[Path]:
-    files = sorted(KUBERAY_COMPAT.glob("*.yaml"))
+    """The samples; empty when the shared folder is missing, which
+    `require_compat_manifests` turns into a failure (collection must not crash)."""
+    return sorted(KUBERAY_COMPAT.glob("*.yaml"))
+
+
+def require_compat_manifests() -> list[Path]:
+    files = compat_manifests()
     if not files:
         pytest.fail(
             f"no KubeRay samples in {KUBERAY_COMPAT}; set ARENASTACK_SHARED to the shared folder",

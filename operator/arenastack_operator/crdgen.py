@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(files[path])
     for path, text in files.items():
         state = "written" if path in stale else "unchanged"
-        print(f"{path.relative_to(REPO_ROOT)}: {len(text)} bytes ({state})")
+        stored = stored_size(yaml.safe_load(text))
+        print(f"{path.relative_to(REPO_ROOT)}: {len(text)} bytes, {stored} as JSON ({state})")
     return 0
 
 
