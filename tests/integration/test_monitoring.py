@@ -55,6 +55,13 @@ def _query(base: str, expr: str) -> dict:
         return json.loads(resp.read())
 
 
+def _result_when_up(base: str, expr: str) -> list:
+    try:
+        return _query(base, expr)["data"]["result"]
+    except OSError:  # not listening yet
+        return []
+
+
 def _dashboard_queries() -> list[str]:
     dash = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
@@ -103,7 +110,7 @@ def test_dashboard_queries_run_on_real_scraped_metrics(
     try:
         wait_for(
             "a reconcile scraped by Prometheus",
-            lambda: _query(base, "arenastack_operator_reconciles_total")["data"]["result"],
+            lambda: _result_when_up(base, "arenastack_operator_reconciles_total"),
             60,
             prom,
         )
