@@ -93,7 +93,10 @@ class Controller:
                 self.queue.forget(key)
             except RetryLater as e:
                 delay = self.queue.retry(key)
-                logger.info("Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
+                cause = e.__cause__
+                conflict = isinstance(cause, ApiError) and cause.status == CONFLICT
+                level = logging.INFO if conflict else logging.WARNING
+                logger.log(level, "Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
             except Exception:
                 delay = self.queue.retry(key)
                 logger.exception("Reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
@@ -106,9 +109,9 @@ class Controller:
         try:
             await self._reconcile_once(namespace, name)
         except ApiError as e:
-            if e.retriable:
-                raise RetryLater(str(e)) from e
-            raise
+            # Refusals (403 in a terminating namespace, a quota) can pass as well as conflicts:
+            # all come back after a backoff. Only a failure of the reconciler itself is an error.
+            raise RetryLater(str(e)) from e
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
         body = await self.api.get(_cluster_path(namespace, name))

@@ -22,8 +22,6 @@ DEFAULT_CONNECTIONS: Final = 32
 DEFAULT_TIMEOUT_S: Final = 30.0
 CONFLICT: Final = 409
 NOT_FOUND: Final = 404
-# Errors worth retrying as they are: the request may succeed later without any change.
-RETRIABLE: Final = frozenset({CONFLICT, 429, 500, 502, 503, 504})
 
 
 class ApiError(Exception):
@@ -32,10 +30,6 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
-
-    @property
-    def retriable(self) -> bool:
-        return self.status in RETRIABLE
 
 
 def _ssl_context(configuration: client.Configuration) -> ssl.SSLContext:
