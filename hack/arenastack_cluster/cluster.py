@@ -178,7 +178,7 @@ class LocalCluster:
         if self.profile == "local":
             from arenastack_cluster.localnode import profile as localprofile  # imports this module
 
-            host = localprofile.prepare(self, ports.apiserver, self.pod_cidr).bridge_ip
+            host = localprofile.prepare(self, ports.apiserver, self.pod_cidr).host_ip
         ensure_pki(self.pki, extra_ips=() if host == LOOPBACK else (host,))
         # Written before any process starts so `down` can always find them.
         meta = {"ports": ports.__dict__, "bin": str(self._bin), "profile": self.profile}

@@ -144,6 +144,17 @@ def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"},
          "stringData": {"password": "s3cret"}},
     )  # fmt: skip
+    rbac = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "pod-reader"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "pod-reader"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "pod-reader"},
+         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}]},
+    ]  # fmt: skip
+    apply(cl, ns, *rbac)
     check_api = "\n".join([
         "import os, ssl, urllib.request as u",
         "d = '/var/run/secrets/kubernetes.io/serviceaccount/'",
@@ -156,7 +167,7 @@ def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
         "    try: return u.urlopen(req, context=c).status",
         "    except u.HTTPError as e: return e.code",
         "ns = open(d + 'namespace').read()",
-        "codes = [get('/version'), get(f'/api/v1/namespaces/{ns}/secrets')]",
+        "codes = [get(f'/api/v1/namespaces/{ns}/pods'), get(f'/api/v1/namespaces/{ns}/secrets')]",
         "open('/data/api.txt', 'w').write(' '.join(map(str, codes)))",
     ])  # fmt: skip
     p = http_server("web")
@@ -211,7 +222,8 @@ def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
     assert fetch(f"http://{ip}:8000/init.txt").strip() == "init"
     assert fetch(f"http://{ip}:8000/cfg.txt").strip() == "hello"
     assert fetch(f"http://{ip}:8000/labels.txt").strip() == 'app="web"'
-    # The projected token authenticates as the pod's ServiceAccount, within its RBAC.
+    # The projected token authenticates as the pod's ServiceAccount: pods may be listed
+    # (its Role), secrets may not.
     assert fetch(f"http://{ip}:8000/api.txt").split() == ["200", "403"]
     statuses = running["status"]
     assert statuses["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
@@ -273,13 +285,15 @@ def test_restart_policies(local_cluster, ns):
 
 def test_probes_drive_ready_and_restarts(local_cluster, ns):
     cl = local_cluster
+    # Readiness by exec: /data exists only inside the pod's mount namespace, so this
+    # passes only if the probe runs inside the container, and only once the file is there.
     slow = http_server(
         "slow",
         container={
-            "readinessProbe": {"httpGet": {"path": "/ready.txt", "port": "http"},
+            "readinessProbe": {"exec": {"command": ["test", "-f", "/data/ready.txt"]},
                                "periodSeconds": 1},
             # Generous: a loaded machine may take seconds to start the server.
-            "livenessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1,
+            "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1,
                               "failureThreshold": 15},
             "ports": [{"name": "http", "containerPort": 8000}],
         },
@@ -290,8 +304,8 @@ def test_probes_drive_ready_and_restarts(local_cluster, ns):
     sick = pod(
         "sick",
         ["sleep", "1000"],
-        container={"livenessProbe": {"exec": {"command": ["test", "-f", "/nonexistent"]},
-                                     "periodSeconds": 1, "failureThreshold": 2}},
+        container={"livenessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1,
+                                     "failureThreshold": 2}},
     )  # fmt: skip
     apply(cl, ns, slow, sick)
     running = wait_pod(cl, ns, "slow", phase("Running"), 30)
@@ -305,6 +319,7 @@ def test_probes_drive_ready_and_restarts(local_cluster, ns):
     )  # fmt: skip
     events = cl.kubectl("get", "events", "-n", ns, "-o", "json").stdout
     assert "Liveness probe failed" in events
+    assert get_pod(cl, ns, "slow")["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
 def _pids_with(marker: str) -> list[int]:

@@ -80,7 +80,7 @@ class Agent:
         return {
             "capacity": self.capacity,
             "allocatable": self.capacity,
-            "addresses": [{"type": "InternalIP", "address": self.cfg.bridge_ip}],
+            "addresses": [{"type": "InternalIP", "address": self.cfg.host_ip}],
             "daemonEndpoints": {
                 "kubeletEndpoint": {"Port": self.cfg.extra.get("kubelet_port", KUBELET_PORT)}
             },
@@ -288,7 +288,7 @@ class Agent:
             if pod_dir.name not in live:
                 log.info("removing leftovers of pod %s", pod_dir.name)
                 kill_pod_dir(pod_dir)
-                network.sandbox_down(pod_dir.name)
+                network.sandbox_down(self.cfg, pod_dir.name)
                 self.services.ipam.release(pod_dir.name)
         for uid in set(self.services.ipam.owners()) - live:
             self.services.ipam.release(uid)
@@ -329,7 +329,7 @@ class Agent:
 
         kubeletserver.serve(self.cfg, self.stopping)
         log.info(
-            "node %s ready on %s (pods %s)", self.cfg.name, self.cfg.bridge_ip, self.cfg.pod_cidr
+            "node %s ready on %s (pods %s)", self.cfg.name, self.cfg.host_ip, self.cfg.pod_cidr
         )
         self._watch_loop()
 

@@ -43,15 +43,44 @@ class NodeConfig:
 
     @property
     def bridge_ip(self) -> str:
-        """The node's own address: the first host of the pod range, on the bridge."""
-        return str(next(self.network.hosts()))
+        """The pods' gateway and DNS address: the first host of the pod range, on the
+        bridge inside the node's network namespace."""
+        return str(self.network.network_address + 1)
+
+    @property
+    def host_ip(self) -> str:
+        """The host's end of the link to the node namespace (the last host of the pod
+        range): where the apiserver and the kubelet port listen, the Node's InternalIP."""
+        return str(self.network.broadcast_address - 1)
+
+    @property
+    def uplink_ip(self) -> str:
+        """The node namespace's end of that link."""
+        return str(self.network.broadcast_address - 2)
+
+    @property
+    def pod_ips(self) -> list[str]:
+        reserved = {self.bridge_ip, self.host_ip, self.uplink_ip}
+        return [str(h) for h in self.network.hosts() if str(h) not in reserved]
+
+    @property
+    def _tag(self) -> str:
+        # Interface names are limited to 15 characters; the range picks the names so two
+        # local nodes (a demo and a test run) never share a bridge or a namespace.
+        octets = self.network.network_address.packed
+        return f"{octets[1]}x{octets[2]}"
 
     @property
     def bridge(self) -> str:
-        # Interface names are limited to 15 characters; the range picks the name so
-        # two local nodes (a demo and a test run) never share one bridge.
-        octets = self.network.network_address.packed
-        return f"asbr{octets[1]}x{octets[2]}"
+        return f"asbr{self._tag}"
+
+    @property
+    def node_netns(self) -> str:
+        return f"asnode-{self._tag}"
+
+    @property
+    def host_veth(self) -> str:
+        return f"asup{self._tag}"
 
     @property
     def pods_dir(self) -> Path:

@@ -42,7 +42,7 @@ def _serving_cert(cfg: NodeConfig) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(cfg.bridge_ip))]),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(cfg.host_ip))]),
             critical=False,
         )
         .sign(key, hashes.SHA256())
@@ -149,7 +149,7 @@ def _handler(cfg: NodeConfig, stopping: threading.Event) -> type[BaseHTTPRequest
 def serve(cfg: NodeConfig, stopping: threading.Event) -> ThreadingHTTPServer:
     crt, key = _serving_cert(cfg)
     port = cfg.extra.get("kubelet_port", KUBELET_PORT)
-    server = ThreadingHTTPServer((cfg.bridge_ip, port), _handler(cfg, stopping))
+    server = ThreadingHTTPServer((cfg.host_ip, port), _handler(cfg, stopping))
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(crt), str(key))

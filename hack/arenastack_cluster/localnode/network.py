@@ -1,23 +1,28 @@
-"""Pod networking: a bridge on the host, a network namespace per pod joined to it
-by a veth pair, and one address per pod from the node's pod range.
+"""Pod networking, kept inside a network namespace of the node's own.
 
-Pods get routes to the pod range (on the bridge) and the service range (via
-the node's bridge address, where kube-proxy's rules catch it) and no default
-route, so their traffic cannot leave this machine. When iptables is present,
-forwarding between the bridge and any other interface is dropped as well.
+    host netns                 node netns (asnode-*)                pod netns (as-*)
+    apiserver, kubelet port    bridge asbr* (pod range .1)          eth0 (pod IP)
+    host_ip (.254) <-- veth -> uplink (.253)    <-- veth per pod -->
+                               kube-proxy's iptables, CoreDNS
+
+The host routes the pod range to the node namespace and answers the node at
+host_ip; the node namespace forwards between pods and the host and holds
+kube-proxy's rules, so the host's own firewall and forwarding settings stay
+untouched and two local nodes (say a demo and a test run) do not meet. Pods and
+the node namespace have no default route: their traffic cannot leave this
+machine.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 from arenastack_cluster.localnode.config import NodeConfig
 
 NETNS_DIR = Path("/run/netns")
+UPLINK = "uplink"
 
 
 class NetworkError(RuntimeError):
@@ -31,44 +36,46 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _sysctl(key: str, value: str) -> None:
-    path = Path("/proc/sys") / key.replace(".", "/")
-    if path.exists() and path.read_text().strip() != value:
-        path.write_text(value)
+def in_node(cfg: NodeConfig) -> list[str]:
+    """Prefix that runs a command inside the node's network namespace."""
+    return ["ip", "netns", "exec", cfg.node_netns]
 
 
-def _iptables_guard(bridge: str, add: bool) -> None:
-    if shutil.which("iptables") is None:
-        return
-    for rule in (["-i", bridge, "!", "-o", bridge], ["!", "-i", bridge, "-o", bridge]):
-        exists = subprocess.run(["iptables", "-C", "FORWARD", *rule, "-j", "DROP"],
-                                capture_output=True).returncode == 0  # fmt: skip
-        if add and not exists:
-            subprocess.run(["iptables", "-I", "FORWARD", *rule, "-j", "DROP"], check=True)
-        elif not add and exists:
-            subprocess.run(["iptables", "-D", "FORWARD", *rule, "-j", "DROP"], check=True)
+def _node_sysctl(cfg: NodeConfig, key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    subprocess.run([*in_node(cfg), "sh", "-c", f"[ ! -e {path} ] || echo {value} > {path}"],
+                   check=True)  # fmt: skip
 
 
 def bridge_up(cfg: NodeConfig) -> None:
-    """Create the node's bridge with its address (idempotent)."""
-    net = cfg.network
-    if _ip("link", "show", cfg.bridge, check=False).returncode != 0:
-        _ip("link", "add", cfg.bridge, "type", "bridge")
-    have = _ip("-o", "addr", "show", "dev", cfg.bridge).stdout
-    if f" {cfg.bridge_ip}/" not in have:
-        _ip("addr", "add", f"{cfg.bridge_ip}/{net.prefixlen}", "dev", cfg.bridge)
-    _ip("link", "set", cfg.bridge, "up")
-    # Service traffic from pods is DNATed on the host and sent back out of the
-    # bridge: that is forwarding, and replies between pods on one bridge must
-    # pass netfilter for the DNAT to be undone.
-    _sysctl("net.ipv4.ip_forward", "1")
-    _sysctl("net.bridge.bridge-nf-call-iptables", "1")
-    _iptables_guard(cfg.bridge, add=True)
+    """The node's namespace, its bridge and its link to the host (idempotent)."""
+    node, prefix = cfg.node_netns, cfg.network.prefixlen
+    if (NETNS_DIR / node).exists():
+        return
+    _ip("netns", "add", node)
+    _ip("-n", node, "link", "set", "lo", "up")
+    _ip("-n", node, "link", "add", cfg.bridge, "type", "bridge")
+    _ip("-n", node, "addr", "add", f"{cfg.bridge_ip}/{prefix}", "dev", cfg.bridge)
+    _ip("-n", node, "link", "set", cfg.bridge, "up")
+    _ip("link", "del", cfg.host_veth, check=False)
+    _ip("link", "add", cfg.host_veth, "type", "veth", "peer", "name", UPLINK, "netns", node)
+    _ip("addr", "add", f"{cfg.host_ip}/32", "dev", cfg.host_veth)
+    _ip("link", "set", cfg.host_veth, "up")
+    _ip("-n", node, "addr", "add", f"{cfg.uplink_ip}/32", "dev", UPLINK)
+    _ip("-n", node, "link", "set", UPLINK, "up")
+    _ip("-n", node, "route", "add", f"{cfg.host_ip}/32", "dev", UPLINK)
+    _ip("route", "add", f"{cfg.uplink_ip}/32", "dev", cfg.host_veth)
+    _ip("route", "add", cfg.pod_cidr, "via", cfg.uplink_ip, "dev", cfg.host_veth)
+    # Pods' service traffic is DNATed in the node namespace and forwarded back out of
+    # the bridge; replies between pods on one bridge must pass netfilter too.
+    _node_sysctl(cfg, "net.ipv4.ip_forward", "1")
+    _node_sysctl(cfg, "net.bridge.bridge-nf-call-iptables", "1")
 
 
 def bridge_down(cfg: NodeConfig) -> None:
-    _iptables_guard(cfg.bridge, add=False)
-    _ip("link", "del", cfg.bridge, check=False)
+    """Removing the namespace removes the bridge, the link and every rule in it."""
+    _ip("netns", "del", cfg.node_netns, check=False)
+    _ip("link", "del", cfg.host_veth, check=False)
 
 
 def netns_name(uid: str) -> str:
@@ -97,14 +104,14 @@ class Ipam:
         found = self.lookup(uid)
         if found:
             return found
-        for host in list(self.cfg.network.hosts())[1:]:
+        for ip in self.cfg.pod_ips:
             try:
-                fd = os.open(self.dir / str(host), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fd = os.open(self.dir / ip, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 continue
             os.write(fd, uid.encode())
             os.close(fd)
-            return str(host)
+            return ip
         raise NetworkError(f"no free address left in {self.cfg.pod_cidr}")
 
     def release(self, uid: str) -> None:
@@ -117,27 +124,26 @@ class Ipam:
 
 
 def sandbox_up(cfg: NodeConfig, uid: str, ip: str) -> Path:
-    """The pod's network namespace with eth0 at `ip`; returns its path."""
-    ns = netns_name(uid)
+    """The pod's network namespace with eth0 at `ip` on the node's bridge; returns its path."""
+    ns, node = netns_name(uid), cfg.node_netns
     path = NETNS_DIR / ns
     if path.exists():
-        sandbox_down(uid)
+        sandbox_down(cfg, uid)
     veth = _veth_name(uid)
-    _ip("link", "del", veth, check=False)
     _ip("netns", "add", ns)
-    _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    _ip("link", "set", veth, "master", cfg.bridge, "up")
-    prefix = ipaddress.IPv4Network(cfg.pod_cidr).prefixlen
-    _ip("-n", ns, "addr", "add", f"{ip}/{prefix}", "dev", "eth0")
+    _ip("-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    _ip("-n", node, "link", "set", veth, "master", cfg.bridge, "up")
+    _ip("-n", ns, "addr", "add", f"{ip}/{cfg.network.prefixlen}", "dev", "eth0")
     _ip("-n", ns, "link", "set", "eth0", "up")
     _ip("-n", ns, "link", "set", "lo", "up")
     _ip("-n", ns, "route", "add", cfg.service_cidr, "via", cfg.bridge_ip)
+    _ip("-n", ns, "route", "add", f"{cfg.host_ip}/32", "via", cfg.bridge_ip)
     return path
 
 
-def sandbox_down(uid: str) -> None:
+def sandbox_down(cfg: NodeConfig, uid: str) -> None:
     _ip("netns", "del", netns_name(uid), check=False)
-    _ip("link", "del", _veth_name(uid), check=False)
+    _ip("-n", cfg.node_netns, "link", "del", _veth_name(uid), check=False)
 
 
 def sandbox_exists(uid: str) -> bool:

@@ -274,8 +274,8 @@ class PodRunner(threading.Thread):
         rec = c.record
         runtime = self.svc.images.resolve(c.spec["image"])
         view = {**pod, "status": {**pod.get("status", {}), "podIP": self.ip,
-                                   "podIPs": [{"ip": self.ip}], "hostIP": self.svc.cfg.bridge_ip,
-                                   "hostIPs": [{"ip": self.svc.cfg.bridge_ip}]}}  # fmt: skip
+                                   "podIPs": [{"ip": self.ip}], "hostIP": self.svc.cfg.host_ip,
+                                   "hostIPs": [{"ip": self.svc.cfg.host_ip}]}}  # fmt: skip
         ctx = EnvContext(view, self._text_lookup, self.svc.allocatable, self.svc.base_env(pod))
         try:
             env = container_env(ctx, c.spec, runtime.environ())
@@ -468,8 +468,8 @@ class PodRunner(threading.Thread):
 
         status: dict[str, Any] = {
             "phase": phase,
-            "hostIP": self.svc.cfg.bridge_ip,
-            "hostIPs": [{"ip": self.svc.cfg.bridge_ip}],
+            "hostIP": self.svc.cfg.host_ip,
+            "hostIPs": [{"ip": self.svc.cfg.host_ip}],
             "startTime": start,
             "qosClass": pod.get("status", {}).get("qosClass", "BestEffort"),
             "conditions": [
@@ -516,11 +516,11 @@ class PodRunner(threading.Thread):
         self._teardown(final=not self.gone)
 
     def _release_network(self) -> None:
-        network.sandbox_down(self.uid)
+        network.sandbox_down(self.svc.cfg, self.uid)
         self.svc.ipam.release(self.uid)
 
     def _teardown(self, final: bool) -> None:
-        network.sandbox_down(self.uid)
+        network.sandbox_down(self.svc.cfg, self.uid)
         self.svc.ipam.release(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.svc.finalize(self.pod, final)

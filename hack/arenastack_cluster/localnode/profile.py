@@ -3,6 +3,7 @@ control plane, instead of kwok's simulated nodes."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from arenastack_cluster.localnode import network
 from arenastack_cluster.localnode.agent import kill_pod_dir
@@ -41,8 +44,21 @@ def prepare(cluster: LocalCluster, apiserver_port: int, pod_cidr: str | None) ->
         extra={"kubelet_port": 10250},
     )
     cfg.save(config_path(cluster))
+    _drop_stale_pki(cluster, cfg.host_ip)
     network.bridge_up(cfg)
     return cfg
+
+
+def _drop_stale_pki(cluster: LocalCluster, host_ip: str) -> None:
+    """A state folder reused with another pod range has a serving certificate for the
+    old address: start its PKI afresh (the cluster's state is new at every `up`)."""
+    crt = cluster.pki / "apiserver.crt"
+    if not crt.exists():
+        return
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if ipaddress.ip_address(host_ip) not in sans.get_values_for_type(x509.IPAddress):
+        shutil.rmtree(cluster.pki)
 
 
 def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
@@ -53,7 +69,7 @@ def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
         # Without kube-proxy the kubernetes Service's ClusterIP leads nowhere: point
         # in-cluster clients at the apiserver itself.
         cfg.extra["env"] = {
-            "KUBERNETES_SERVICE_HOST": cfg.bridge_ip,
+            "KUBERNETES_SERVICE_HOST": cfg.host_ip,
             "KUBERNETES_SERVICE_PORT": str(cfg.apiserver_port),
             "KUBERNETES_SERVICE_PORT_HTTPS": str(cfg.apiserver_port),
         }
@@ -79,19 +95,20 @@ def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
 
 def _start_kube_proxy(cluster: LocalCluster, cfg: NodeConfig) -> None:
     health = free_port()
+    # In the node's network namespace: its rules never touch the host's firewall.
     cluster.procs["kube-proxy"].start(
         [
+            *network.in_node(cfg),
             str(cluster.bin / "kube-proxy"),
             f"--kubeconfig={cluster.state / 'admin.kubeconfig'}",
             "--proxy-mode=iptables",
             f"--hostname-override={cfg.name}",
-            f"--bind-address={cfg.bridge_ip}",
             f"--cluster-cidr={cfg.pod_cidr}",
             # NodePorts only on the node's own bridge address, never on outside interfaces.
             f"--nodeport-addresses={cfg.bridge_ip}/32",
-            f"--healthz-bind-address=127.0.0.1:{health}",
-            f"--metrics-bind-address=127.0.0.1:{free_port()}",
-            # Leave the host's conntrack settings alone.
+            f"--healthz-bind-address={cfg.bridge_ip}:{health}",
+            f"--metrics-bind-address={cfg.bridge_ip}:{free_port()}",
+            # Leave the machine's conntrack settings alone.
             "--conntrack-max-per-core=0",
             "--conntrack-tcp-timeout-established=0",
             "--conntrack-tcp-timeout-close-wait=0",
@@ -100,7 +117,7 @@ def _start_kube_proxy(cluster: LocalCluster, cfg: NodeConfig) -> None:
     )
     wait_for(
         "kube-proxy",
-        lambda: cluster._get(f"http://127.0.0.1:{health}/healthz", tls=False) == 200,
+        lambda: cluster._get(f"http://{cfg.bridge_ip}:{health}/healthz", tls=False) == 200,
         60,
         cluster.procs["kube-proxy"],
     )
@@ -122,8 +139,8 @@ def _start_coredns(cluster: LocalCluster, cfg: NodeConfig, binary: Path) -> None
         f"""{cfg.cluster_domain}:{DNS_PORT} in-addr.arpa:{DNS_PORT} {{
     bind {cfg.bridge_ip}
     errors
-    ready 127.0.0.1:{ready}
-    health 127.0.0.1:{health}
+    ready {cfg.bridge_ip}:{ready}
+    health {cfg.bridge_ip}:{health}
     kubernetes {cfg.cluster_domain} in-addr.arpa {{
         kubeconfig {cluster.state / "admin.kubeconfig"}
         pods insecure
@@ -133,10 +150,10 @@ def _start_coredns(cluster: LocalCluster, cfg: NodeConfig, binary: Path) -> None
 }}
 """
     )
-    cluster.procs["coredns"].start([str(binary), "-conf", str(corefile)])
+    cluster.procs["coredns"].start([*network.in_node(cfg), str(binary), "-conf", str(corefile)])
     wait_for(
         "CoreDNS",
-        lambda: cluster._get(f"http://127.0.0.1:{ready}/ready", tls=False) == 200,
+        lambda: cluster._get(f"http://{cfg.bridge_ip}:{ready}/ready", tls=False) == 200,
         60,
         cluster.procs["coredns"],
     )
@@ -151,6 +168,6 @@ def stop(cluster: LocalCluster) -> None:
     if cfg.pods_dir.exists():
         for pod_dir in cfg.pods_dir.iterdir():
             kill_pod_dir(pod_dir)
-            network.sandbox_down(pod_dir.name)
+            network.sandbox_down(cfg, pod_dir.name)
     shutil.rmtree(cfg.state / "ipam", ignore_errors=True)
     network.bridge_down(cfg)
