@@ -21,7 +21,6 @@ from typing import Any
 
 import kopf
 from kubernetes import client
-from kubernetes.config.config_exception import ConfigException
 
 from arenastack_operator import config as config_mod
 from arenastack_operator import constants, kube, logs
@@ -179,8 +178,8 @@ class Operator:
         self.metrics.set_leader(False)
         try:
             configuration = kube.load_configuration(self.cfg.kubeconfig)
-        except (ConfigException, OSError) as e:
-            logger.error("Cannot load Kubernetes credentials: %s", e)
+        except Exception as e:  # a malformed kubeconfig raises YAML, key or type errors too
+            logger.error("Cannot load Kubernetes credentials: %s", str(e).replace("\n", " "))
             return constants.EXIT_CONFIG_ERROR
         registry = build_registry(self.cfg, self.metrics)
         self.kopf = KopfThread(self.cfg, registry, build_settings(self.cfg), loop)
@@ -197,6 +196,9 @@ class Operator:
                 "namespaces": list(self.cfg.namespaces) or "all",
             },
         )
+        # The election retries on its own schedule; urllib3's hidden retries would only blur
+        # how long one attempt takes against the renew deadline.
+        configuration.retries = 0
         api_client = client.ApiClient(configuration)
         try:
             return await self._lead(api_client)
@@ -236,29 +238,40 @@ class Operator:
         if self.elector is not None:
             waiters[asyncio.create_task(self.elector.hold())] = "lease"
         done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        first = next(iter(done))
-        reason = waiters[first]
         self.probe.role = Role.STOPPING
-
-        if reason == "lease":
-            # Someone else may lead as soon as the lease expires: stop reconciling within the
-            # margin between our renew deadline and the lease duration, whatever it takes.
-            error = first.exception()
-            logger.error("Lost the lease: %s", error, extra={"identity": self.cfg.identity})
-            margin = self.cfg.timing.lease_duration - self.cfg.timing.renew_deadline
-            self.kopf.stop()
-            if not await self.kopf.wait(margin / 2):
-                logger.error("Handlers did not stop in time; exiting")
-                os._exit(constants.EXIT_LEADERSHIP_LOST)
-            await _cancel(pending)
-            if isinstance(error, LeadershipLost):
-                return constants.EXIT_LEADERSHIP_LOST
-            return constants.EXIT_FAILURE
-
+        # If several happened at once, a lost lease decides: it is the one that forbids a release.
+        ended = {waiters[task]: task for task in done}
+        if "lease" in ended:
+            return await self._stop_after_losing_the_lease(ended["lease"].exception(), pending)
         status = 0
-        if reason == "kopf":
+        if "kopf" in ended:
             logger.error("The handler engine stopped unexpectedly: %r", self.kopf.error)
             status = constants.EXIT_FAILURE
+        await self._stop(pending)
+        logger.info("Stopped", extra={"exit_status": status})
+        return status
+
+    async def _stop_after_losing_the_lease(
+        self, error: BaseException | None, pending: set[asyncio.Task[Any]]
+    ) -> int:
+        # Someone else may lead as soon as the lease expires: stop reconciling within the margin
+        # between our renew deadline and the lease duration, whatever it takes.
+        assert self.kopf is not None
+        logger.error("Lost the lease: %s", error, extra={"identity": self.cfg.identity})
+        margin = self.cfg.timing.lease_duration - self.cfg.timing.renew_deadline
+        self.kopf.stop()
+        if not await self.kopf.wait(margin / 2):
+            logger.error("Handlers did not stop in time; exiting")
+            logging.shutdown()
+            os._exit(constants.EXIT_LEADERSHIP_LOST)
+        await _cancel(pending)
+        if isinstance(error, LeadershipLost):
+            return constants.EXIT_LEADERSHIP_LOST
+        return constants.EXIT_FAILURE
+
+    async def _stop(self, pending: set[asyncio.Task[Any]]) -> None:
+        """Clean stop: let in-flight handlers finish (bounded), then hand the lease over."""
+        assert self.kopf is not None
         self.kopf.stop()
         if not await self.kopf.wait(self.cfg.shutdown_timeout):
             logger.warning(
@@ -269,8 +282,6 @@ class Operator:
             await self.elector.release()
         else:
             self.metrics.set_leader(False)
-        logger.info("Stopped", extra={"exit_status": status})
-        return status
 
 
 async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
