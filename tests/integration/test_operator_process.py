@@ -42,6 +42,19 @@ spec:
 """
 
 
+# The smallest valid InferenceDeployment: only what the schema requires.
+INFERENCEDEPLOYMENT = """
+apiVersion: arenastack.io/v1alpha1
+kind: InferenceDeployment
+metadata:
+  name: {name}
+spec:
+  model:
+    huggingFace:
+      repoId: facebook/opt-125m
+"""
+
+
 def lease_holder(cluster, runner: OperatorRunner) -> str | None:
     proc = cluster.kubectl(
         "get", "lease", runner.lease_name, "-n", runner.lease_namespace, "-o", "json", check=False
@@ -73,8 +86,10 @@ def raycluster(cluster, namespace: str, name: str) -> dict:
     )
 
 
-def observed(cluster, namespace: str, name: str, generation: int) -> dict | None:
-    obj = raycluster(cluster, namespace, name)
+def observed(
+    cluster, namespace: str, name: str, generation: int, kind: str = "raycluster"
+) -> dict | None:
+    obj = json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
     return obj if obj.get("status", {}).get("observedGeneration") == generation else None
 
 
@@ -119,10 +134,18 @@ def test_one_leader_reconciles_and_a_standby_takes_over(cluster, namespace, oper
     apply_raycluster(cluster, namespace, "rc", replicas=1)
     wait_for("the leader to reconcile", lambda: observed(cluster, namespace, "rc", 1), timeout=30)
     assert reporters(cluster, namespace, "rc") == {first.identity}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=INFERENCEDEPLOYMENT.format(name="m"))
+    wait_for(
+        "the leader to reconcile an InferenceDeployment",
+        lambda: observed(cluster, namespace, "m", 1, kind="inferencedeployment"),
+        timeout=30,
+    )
 
     # Only the leader reconciled: the standby has no handler runs at all.
     assert reconcile_count(first) >= 1
     assert reconcile_count(second) == 0
+    assert reconcile_count(first, "InferenceDeployment") >= 1
+    assert reconcile_count(second, "InferenceDeployment") == 0
     assert first.metric("arenastack_operator_leader") == 1
     assert second.metric("arenastack_operator_leader") == 0
     # Exactly one RayCluster is managed, whatever phase the reconciler has reached.
