@@ -33,7 +33,9 @@ def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_en
         url = f"sqlite:///{tmp_path / 'durable.db'}"
     else:
         url = _fresh_pg_database(request.getfixturevalue("postgres_url"), "arena_durability")
-    service = start_service(url, models_file=models_file(tmp_path, model_endpoint, ["alpha", "beta"]))
+    service = start_service(
+        url, models_file=models_file(tmp_path, model_endpoint, ["alpha", "beta"])
+    )
     try:
         with ThreadPoolExecutor(6) as pool, httpx.Client(base_url=service.url, timeout=60) as c:
             ids = list(pool.map(lambda n: battle(c, f"durable {n}")[0], range(BATTLES)))
@@ -45,7 +47,9 @@ def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_en
             with httpx.Client(base_url=service.url, timeout=10) as client:
                 for battle_id in chunk:
                     try:
-                        r = client.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_a"})
+                        r = client.post(
+                            f"/api/battles/{battle_id}/vote", json={"winner": "model_a"}
+                        )
                     except httpx.HTTPError:
                         return
                     if r.status_code == 200:
@@ -69,7 +73,9 @@ def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_en
         stored = stored_votes(url)
         missing = set(acked) - stored
         assert not missing, f"{len(missing)} acknowledged votes lost"
-        print(f"{backend}: {len(acked)} acknowledged, {len(stored)} stored after SIGKILL and restart")
+        print(
+            f"{backend}: {len(acked)} acknowledged, {len(stored)} stored after SIGKILL and restart"
+        )
         with service.client() as c:
             again = c.post(f"/api/battles/{acked[0]}/vote", json={"winner": "model_b"})
             assert again.status_code == 409

@@ -241,6 +241,6 @@ def test_admin_disabled_without_token(tmp_path):
             r = c.get("/api/admin/models")
             assert r.status_code == 403 and "ARENA_ADMIN_TOKEN" in r.json()["detail"]
             status, events = sse_events(c, "/api/battles", {"prompt": "hi"})
-            assert status == 503 and "two active models" in events[0][1]["detail"]
+            assert status == 409 and "two active models" in events[0][1]["detail"]
     finally:
         stop(service.proc)

@@ -126,7 +126,7 @@ class BattleService:
         try:
             a, b = sample_pair(active, current.pair_votes, current.model_votes, self.rng)
         except ValueError as err:
-            raise BattleError(503, str(err)) from None
+            raise BattleError(409, str(err)) from None
         state = BattleState(
             secrets.token_urlsafe(16), a, b, category, prompts=[prompt], streaming=True
         )
