@@ -412,3 +412,24 @@ def test_service_dns_and_cluster_ip(local_cluster, ns):
     # kube-proxy spreads ClusterIP connections over both ready endpoints.
     assert out["via_service"] == ["web-a", "web-b"]
     assert out["outside"] == "unresolved"
+
+
+def test_chart_operator_runs_as_a_pod_under_its_service_account(local_cluster, ns):
+    """Installed as a user would: the chart's Deployment runs the operator on the local
+    node, in-cluster, with the chart's ServiceAccount."""
+    cl = local_cluster
+    home = cl.state / "helm"
+    proc = subprocess.run(
+        [str(cl.bin / "helm"), "--kubeconfig", str(cl.kubeconfig), "upgrade", "--install",
+         "arenastack", str(REPO_ROOT / "charts" / "arenastack"), "-n", ns, "--wait",
+         "--timeout", "120s"],
+        capture_output=True, text=True, timeout=180,
+        env={**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
+             "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    pods = json.loads(cl.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+    assert len(pods) == 1 and ready(pods[0])
+    assert pods[0]["spec"]["serviceAccountName"] == "arenastack-operator"
+    name = pods[0]["metadata"]["name"]
+    wait(lambda: "Leading" in cl.kubectl("logs", name, "-n", ns).stdout, 30, "leadership")
