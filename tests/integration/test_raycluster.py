@@ -249,6 +249,30 @@ def test_scale_up_down_quiet_at_rest(cluster, ray_operator, namespace) -> None:
     assert _versions(cluster, namespace, "scale") == before
 
 
+def test_many_clusters_at_rest_cause_no_writes(cluster, ray_operator, namespace) -> None:
+    count = 10
+    manifests = [
+        small_cluster(f"rest-{i}", replicas=2, autoscaling=i % 2 == 0) for i in range(count)
+    ]
+    apply(cluster, namespace, "---\n".join(manifests))
+    for i in range(count):
+        wait_ready(cluster, namespace, f"rest-{i}", {"headgroup": 1, "cpu": 2})
+
+    def snapshot() -> dict[str, str]:
+        objs = []
+        for kind in ("rayclusters", "pods", "services", "events", "roles", "rolebindings"):
+            objs += [(kind, o) for o in get(cluster, kind, namespace) or []]
+        return {f"{k}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for k, o in objs}
+
+    wait_for("statuses settled", lambda: all(
+        status(cluster, namespace, f"rest-{i}").get("readyWorkerReplicas") == 2
+        for i in range(count)))  # fmt: skip
+    time.sleep(1.0)
+    before = snapshot()
+    time.sleep(10.0)
+    assert snapshot() == before
+
+
 def _event_reasons(cluster, namespace: str, name: str) -> set[str]:
     events = get(cluster, "events", namespace) or []
     return {e["reason"] for e in events if e["involvedObject"]["name"] == name}
@@ -413,6 +437,11 @@ def test_invalid_specs_are_reported_without_crashing(cluster, ray_operator, name
 
 def test_operator_survived_the_module(ray_operator) -> None:
     assert ray_operator.proc.poll() is None, ray_operator.output()[-4000:]
+    created = ray_operator.metric(
+        "arenastack_operator_raycluster_api_requests_total",
+        method="POST", resource="pods", code="201",
+    )  # fmt: skip
+    assert created is not None and created > 0
     logs = ray_operator.logs()
     assert not [r for r in logs if "unparsed" in r]
     # Failures the reconciler did not expect are logged as errors by its logger.

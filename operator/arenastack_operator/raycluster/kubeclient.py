@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 from kubernetes import client
+from prometheus_client import Counter
 
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON: Final = "application/json"
@@ -49,13 +50,16 @@ class KubeClient:
         *,
         connections: int = DEFAULT_CONNECTIONS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        requests: Counter | None = None,
     ) -> None:
+        """`requests`, if given, counts calls by method, resource and status code."""
         self._configuration = configuration
         self._host = configuration.host.rstrip("/")
         self._ssl = _ssl_context(configuration) if self._host.startswith("https") else None
         self._connections = connections
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._requests = requests
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": JSON}
@@ -90,6 +94,8 @@ class KubeClient:
             headers=self._headers(content_type if data is not None else None),
         ) as response:
             text = await response.text()
+            if self._requests is not None:
+                self._requests.labels(method, _resource(path), str(response.status)).inc()
             if response.status >= 400:
                 raise _api_error(response.status, text)
             return json.loads(text) if text else None
@@ -130,6 +136,15 @@ class KubeClient:
                 return False
             raise
         return True
+
+
+def _resource(path: str) -> str:
+    """The resource a path names: `pods`, `rayclusters/status`, ..."""
+    parts = path.split("/")
+    if "namespaces" in parts:
+        rest = parts[parts.index("namespaces") + 2 :]
+        return rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+    return parts[-1]
 
 
 def _api_error(status: int, text: str) -> ApiError:
