@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 import kopf
 import pydantic
 from prometheus_client import Counter
@@ -110,10 +111,16 @@ class Controller:
     async def reconcile(self, namespace: str, name: str) -> None:
         try:
             await self._reconcile_once(namespace, name)
-        except ApiError as e:
-            # Refusals (403 in a terminating namespace, a quota) can pass as well as conflicts:
-            # all come back after a backoff. Only a failure of the reconciler itself is an error.
-            raise RetryLater(str(e)) from e
+        except (ApiError, aiohttp.ClientError, TimeoutError) as e:
+            # Refusals (403 in a terminating namespace, a quota) can pass as well as conflicts
+            # and lost connections: all come back after a backoff. Only a failure of the
+            # reconciler itself is an error.
+            raise RetryLater(str(e) or type(e).__name__) from e
+
+    def forget(self, key: Key, uid: str | None) -> None:
+        """The cluster is gone: drop its pending retries and what was remembered about it."""
+        self.queue.discard(key)
+        self._rbac_ready.discard(uid or "")
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
         body = await self.api.get(_cluster_path(namespace, name))
@@ -148,9 +155,12 @@ class Controller:
     async def _act(
         self, cluster: Cluster, body: Mapping[str, Any], todo: plan.Plan
     ) -> Failure | None:
+        done = await asyncio.gather(
+            *(self.api.delete(core_path(cluster.namespace, "pods", d.pod)) for d in todo.delete)
+        )
         deleted: dict[str, list[str]] = {}
-        for deletion in todo.delete:
-            if await self.api.delete(core_path(cluster.namespace, "pods", deletion.pod)):
+        for deletion, gone in zip(todo.delete, done, strict=True):
+            if gone:
                 deleted.setdefault(_deletion_reason(deletion), []).append(
                     f"{deletion.pod} ({deletion.reason})"
                 )
@@ -351,8 +361,8 @@ def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
         key = (body.metadata.namespace, body.metadata.name)
         if event.get("type") == "DELETED":
             controller = state.get("controller")
-            if controller is not None and key[0] and key[1]:
-                controller.queue.discard(key)
+            if controller is not None:
+                controller.forget(key, body.metadata.uid)
             return
         enqueue(*key)
 
