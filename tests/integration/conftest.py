@@ -16,8 +16,6 @@ def operator_runner(
     """Starts operator processes with the chart's ServiceAccount credentials; stops them (SIGTERM)
     at teardown. Every test starts with no election lease, so earlier tests cannot leak a leader."""
     runner = OperatorRunner(operator_kubeconfig, tmp_path)
-    cluster.kubectl(
-        "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
-    )
+    runner.clear_lease(cluster)
     yield runner
     runner.stop_all()

@@ -197,6 +197,12 @@ class OperatorRunner:
         self.extra_args = tuple(extra_args)
         self.processes: list[OperatorProcess] = []
 
+    def clear_lease(self, cluster: Any) -> None:
+        """Delete the election lease (as admin) so no earlier test's leader lingers in it."""
+        cluster.kubectl(
+            "delete", "lease", self.lease_name, "-n", self.lease_namespace, "--ignore-not-found"
+        )
+
     def spawn(
         self,
         *,
