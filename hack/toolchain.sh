@@ -4,7 +4,8 @@
 #
 #   hack/toolchain.sh [PART...]  build what is missing, print the bin folder;
 #                                PART: controlplane (etcd, Kubernetes, kwok, helm)
-#                                or monitoring (prometheus, promtool); default both
+#                                or monitoring (prometheus, promtool); default both;
+#                                anchors (KubeRay's operator and its CRDs, benchmarks only)
 #   hack/toolchain.sh --path     print the bin folder only (no build)
 #
 # Each tool gets its own wrapper module so that one tool's dependency versions
@@ -18,6 +19,7 @@ ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.19.5
 PROMETHEUS_VERSION=v0.313.5 # Prometheus 3.13.x as a Go module
+KUBERAY_VERSION=v1.5.0      # the anchor of the RayCluster benchmark only
 
 # Bump RECIPE when the way binaries are built changes, so caches are redone.
 RECIPE=3
@@ -160,7 +162,17 @@ for part in "${parts[@]}"; do
         prometheus=github.com/prometheus/prometheus/cmd/prometheus \
         promtool=github.com/prometheus/prometheus/cmd/promtool
       ;;
-    *) die "unknown part '$part' (controlplane or monitoring)" ;;
+    anchors)
+      simple kuberay github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION" \
+        kuberay-operator=github.com/ray-project/kuberay/ray-operator
+      # KubeRay's own CRDs, read from its module for the anchor run; never
+      # copied into this repository.
+      mkdir -p "$TOOLCHAIN/kuberay-crds"
+      cp "$(cd "$TOOLCHAIN/src/kuberay" && go list -m -f '{{.Dir}}' \
+        github.com/ray-project/kuberay/ray-operator)"/config/crd/bases/*.yaml "$TOOLCHAIN/kuberay-crds/"
+      chmod u+w "$TOOLCHAIN/kuberay-crds/"*.yaml
+      ;;
+    *) die "unknown part '$part' (controlplane, monitoring or anchors)" ;;
   esac
 done
 
