@@ -342,3 +342,16 @@ def test_template_metadata_as_go_clients_print_it_is_accepted(cluster, crds, nam
     meta = get(cluster, namespace, "raycluster/minimal")["spec"]["headGroupSpec"]["template"]
     assert meta["metadata"]["labels"] == {"team": "ml"}
     assert meta["metadata"]["annotations"] == {"note": "kept"}
+
+
+def test_group_without_replicas_takes_kuberay_defaults(cluster, crds, namespace):
+    """KubeRay lets autoscaled groups omit replicas (it defaults to 0, below minReplicas)."""
+    obj = load(MINIMAL_RAYCLUSTER)
+    obj["spec"]["enableInTreeAutoscaling"] = True
+    group = obj["spec"]["workerGroupSpecs"][0]
+    del group["replicas"], group["maxReplicas"]
+    group["minReplicas"] = 2
+    apply(cluster, namespace, obj, check=True)
+    stored = get(cluster, namespace, "raycluster/minimal")["spec"]["workerGroupSpecs"][0]
+    assert (stored["replicas"], stored["minReplicas"], stored["maxReplicas"]) == (0, 2, 2**31 - 1)
+    assert stored["numOfHosts"] == 1 and "scaleStrategy" not in stored

@@ -347,11 +347,8 @@ class WorkerGroupSpec(ApiModel):
                 "replicas must be less than or equal to maxReplicas",
                 ".replicas",
             ),
-            cel(
-                "!has(self.replicas) || self.replicas >= self.minReplicas",
-                "replicas must be greater than or equal to minReplicas",
-                ".replicas",
-            ),
+            # No `replicas >= minReplicas` rule: replicas defaults to 0 and KubeRay lets
+            # autoscaled groups omit it, so the operator runs max(replicas, minReplicas).
             cel(
                 f"self.groupName != '{HEAD_GROUP_NAME}'",
                 f"groupName '{HEAD_GROUP_NAME}' is reserved for the head group",
