@@ -1,20 +1,444 @@
-"""kopf handlers for InferenceDeployment.
+"""kopf handlers for InferenceDeployment: watch events in, reconciles out, plus the autoscaler.
 
-Thin on purpose: the real reconciler replaces `reconcile_inferencedeployment`.
+As for RayCluster, events only queue the deployment's key; a worker reconciles it from fresh
+reads (spec -> topology -> builders -> create or patch what differs -> status written only when
+it changed). A loop reads the ready replicas' /metrics for deployments with autoscaling, decides
+(autoscaler.py), and records the new replica count in status.replicas, which the next reconcile
+applies.
 """
 
 from __future__ import annotations
 
-import kopf
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
 
-from arenastack_operator import conditions, constants, reconcile
+import kopf
+import pydantic
+
+from arenastack_operator import constants, kube, reconcile
+from arenastack_operator.conditions import now_rfc3339
+from arenastack_operator.inferencedeployment import (
+    engine,
+    enginemetrics,
+    names,
+    topology,
+    workloads,
+)
+from arenastack_operator.inferencedeployment import status as status_mod
+from arenastack_operator.inferencedeployment.autoscaler import Autoscaler
+from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
+from arenastack_operator.inferencedeployment.workloads import Owner
 from arenastack_operator.metrics import OperatorMetrics
+from arenastack_operator.raycluster.kubeclient import (
+    CONFLICT,
+    NOT_FOUND,
+    ApiError,
+    KubeClient,
+    core_path,
+    group_path,
+    object_path,
+)
+from arenastack_operator.raycluster.workqueue import WorkQueue
 
 KIND = constants.INFERENCEDEPLOYMENT
+logger = logging.getLogger("arenastack_operator.inferencedeployment")
 
-# Skeleton: records status.observedGeneration and a Progressing condition only.
-reconcile_inferencedeployment = conditions.observe_only
+WORKERS: Final = 4
+COALESCE_S: Final = 0.2
+# How often the autoscaler reads the replicas' metrics (seconds; the environment variable lets
+# tests and small clusters decide faster).
+AUTOSCALE_INTERVAL_ENV: Final = f"{constants.ENV_PREFIX}AUTOSCALE_INTERVAL"
+DEFAULT_AUTOSCALE_INTERVAL_S: Final = 15.0
+ANNOTATION_HASH: Final = f"{constants.GROUP}/applied-hash"
+FORBIDDEN: Final = 403
+
+Key = tuple[str, str]
+
+
+class RetryLater(kopf.TemporaryError):
+    pass
+
+
+def _path(namespace: str, name: str, status: bool = False) -> str:
+    path = group_path(KIND.group, KIND.version, namespace, KIND.plural, name)
+    return f"{path}/status" if status else path
+
+
+def _describe(error: pydantic.ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"spec.{where}: {message}" if where else f"spec: {message}"
+
+
+def desired_replicas(spec: InferenceDeploymentSpec, previous: Mapping[str, Any]) -> int:
+    """spec.replicas, or under autoscaling the autoscaler's last count (status.replicas)."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return spec.replicas
+    floor = scaling.min_replicas if scaling.scale_to_zero else max(scaling.min_replicas, 1)
+    current = previous.get("replicas")
+    if not isinstance(current, int):
+        current = max(scaling.min_replicas, 1)
+    return min(max(current, floor), scaling.max_replicas)
+
+
+class Controller:
+    def __init__(self, api: KubeClient, metrics: OperatorMetrics, identity: str) -> None:
+        self.api = api
+        self.identity = identity
+        self.queue: WorkQueue[Key] = WorkQueue(delay_s=COALESCE_S)
+        self.autoscalers: dict[Key, Autoscaler] = {}
+        self.interval = float(
+            os.environ.get(AUTOSCALE_INTERVAL_ENV) or DEFAULT_AUTOSCALE_INTERVAL_S
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reconcile = reconcile.instrumented(KIND.kind, metrics)(self.reconcile)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
+        self._tasks.append(asyncio.create_task(self._autoscale_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.api.close()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self._reconcile(*key)
+                self.queue.forget(key)
+            except RetryLater as e:
+                delay = self.queue.retry(key)
+                logger.info("Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
+            except Exception:
+                delay = self.queue.retry(key)
+                logger.exception("Reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
+            finally:
+                self.queue.done(key)
+
+    # -- reconcile -------------------------------------------------------------------------------
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        try:
+            await self._reconcile_once(namespace, name)
+        except ApiError as e:
+            raise RetryLater(str(e)) from e
+
+    async def _reconcile_once(self, namespace: str, name: str) -> None:
+        body = await self.api.get(_path(namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self.autoscalers.pop((namespace, name), None)
+            return  # owner references garbage-collect the children
+        owner = Owner(name, namespace, body["metadata"]["uid"])
+        previous = body.get("status") or {}
+        try:
+            spec = InferenceDeploymentSpec.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError as e:
+            await self._write_status(body, [], None, None, None, None, 0,
+                                     status_mod.Problem(status_mod.REASON_INVALID_SPEC,
+                                                        _describe(e)))  # fmt: skip
+            return
+        self._track_autoscaling((namespace, name), spec)
+
+        plan = topology.plan(spec, await self._node_capacity(spec))
+        replicas = desired_replicas(spec, previous)
+        claim = workloads.cache_claim(spec, owner)
+        if claim is not None:
+            await self._ensure(body, claim)
+        await self._ensure(body, workloads.engine_service(owner))
+        ray_cluster = None
+        if plan.layout == "ray":
+            await self._ensure_ray_clusters(body, spec, owner, plan, replicas)
+            ray_cluster = names.ray_cluster_name(name, 0) if replicas else None
+        else:
+            await self._ensure(body, workloads.engine_deployment(spec, owner, plan, replicas))
+            if spec.ray_cluster_ref is not None:
+                ray_cluster = spec.ray_cluster_ref.name
+        router_ready = None
+        if spec.router.enabled:
+            for obj in workloads.router_rbac(owner):
+                await self._ensure(body, obj)
+            urls = None
+            if spec.router.discovery == "static":
+                urls = await self._engine_urls(namespace, name)
+            router = await self._ensure(body, workloads.router_deployment(spec, owner, urls))
+            await self._ensure(body, workloads.router_service(owner))
+            router_ready = int((router.get("status") or {}).get("readyReplicas") or 0) > 0
+
+        pods = await self._engine_pods(namespace, name)
+        problem = None
+        if plan.insufficient is not None:
+            problem = status_mod.Problem(topology.REASON_INSUFFICIENT_GPU, plan.insufficient)
+        await self._write_status(
+            body, pods, router_ready, workloads.endpoint(spec, owner),
+            engine.served_model_name(spec.model), ray_cluster, replicas, problem,
+        )  # fmt: skip
+
+    async def _node_capacity(self, spec: InferenceDeploymentSpec) -> int | None:
+        """None where nodes cannot be read (a namespaced install has no ClusterRole)."""
+        if engine.gpus_per_replica(spec) == 0 and spec.distributed != "ray":
+            return None
+        try:
+            nodes = await self.api.request("GET", "/api/v1/nodes")
+        except ApiError as e:
+            if e.status == FORBIDDEN:
+                return None
+            raise
+        return topology.largest_node_gpus(nodes.get("items") or [], spec.node_selector or {})
+
+    async def _engine_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        selector = names.selector_labels(name, names.COMPONENT_ENGINE)
+        text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        return await self.api.list(core_path(namespace, "pods"), text)
+
+    async def _engine_urls(self, namespace: str, name: str) -> list[str]:
+        pods = await self._engine_pods(namespace, name)
+        ips = sorted(p["status"]["podIP"] for p in pods if status_mod.is_ready(p))
+        return [f"http://{ip}:{names.ENGINE_PORT}" for ip in ips]
+
+    async def _ensure_ray_clusters(
+        self,
+        body: Mapping[str, Any],
+        spec: InferenceDeploymentSpec,
+        owner: Owner,
+        plan: topology.Topology,
+        replicas: int,
+    ) -> None:
+        for replica in range(replicas):
+            await self._ensure(body, workloads.ray_cluster(spec, owner, plan, replica))
+        path = group_path(constants.RAY_GROUP, constants.RAY_VERSION, owner.namespace,
+                          constants.RAYCLUSTER.plural)  # fmt: skip
+        existing = await self.api.list(path, f"{names.LABEL_DEPLOYMENT}={owner.name}")
+        wanted = {names.ray_cluster_name(owner.name, i) for i in range(replicas)}
+        for cluster in existing:
+            if cluster["metadata"]["name"] not in wanted:
+                await self.api.delete(f"{path}/{cluster['metadata']['name']}")
+
+    async def _ensure(self, body: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        """Create `desired`, or bring the fields we set up to date when they changed."""
+        applied = engine.spec_hash(desired)
+        desired.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_HASH] = applied
+        name = desired["metadata"]["name"]
+        current = await self.api.get(object_path(desired, name))
+        if current is None:
+            try:
+                created = await self.api.create(object_path(desired), desired)
+            except ApiError as e:
+                if e.status == CONFLICT:
+                    raise RetryLater(f"{desired['kind']} {name} appeared meanwhile") from e
+                raise
+            await self._event(body, "Normal", f"Created{desired['kind']}", f"created {name}")
+            return created
+        annotations = current["metadata"].get("annotations") or {}
+        if annotations.get(ANNOTATION_HASH) == applied:
+            return current
+        patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
+        patch["metadata"] = {
+            "labels": desired["metadata"].get("labels"),
+            "annotations": desired["metadata"]["annotations"],
+        }
+        updated = await self.api.merge_patch(object_path(desired, name), patch)
+        await self._event(body, "Normal", f"Updated{desired['kind']}", f"updated {name}")
+        return updated
+
+    async def _write_status(
+        self,
+        body: Mapping[str, Any],
+        pods: list[dict[str, Any]],
+        router_ready: bool | None,
+        endpoint: str | None,
+        served_model: str | None,
+        ray_cluster: str | None,
+        replicas: int,
+        problem: status_mod.Problem | None,
+    ) -> None:
+        previous = body.get("status") or {}
+        meta = body["metadata"]
+        new = status_mod.build_status(
+            previous=previous,
+            generation=int(meta.get("generation") or 0),
+            desired_replicas=replicas,
+            engine_pods=pods,
+            router_ready=router_ready,
+            endpoint=endpoint,
+            served_model=served_model,
+            ray_cluster=ray_cluster,
+            problem=problem,
+            now=now_rfc3339(),
+        )
+        if not status_mod.changed(previous, new):
+            return
+        await self._patch_status(meta["namespace"], meta["name"], _replace(previous, new))
+        before = status_mod.condition(previous, constants.CONDITION_DEGRADED) or {}
+        after = status_mod.condition(new, constants.CONDITION_DEGRADED) or {}
+        if after.get("status") == "True" and after.get("reason") != before.get("reason"):
+            await self._event(body, "Warning", after["reason"], after.get("message", ""))
+        ready = status_mod.condition(new, constants.CONDITION_READY) or {}
+        was = status_mod.condition(previous, constants.CONDITION_READY) or {}
+        if ready.get("status") != was.get("status"):
+            await self._event(body, "Normal", ready["reason"], ready.get("message", ""))
+
+    async def _patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        try:
+            await self.api.merge_patch(_path(namespace, name, status=True), {"status": patch})
+        except ApiError as e:
+            if e.status != NOT_FOUND:
+                raise
+
+    # -- autoscaling -------------------------------------------------------------------------
+
+    def _track_autoscaling(self, key: Key, spec: InferenceDeploymentSpec) -> None:
+        if spec.autoscaling is None:
+            self.autoscalers.pop(key, None)
+            return
+        scaler = self.autoscalers.get(key)
+        if scaler is None:
+            self.autoscalers[key] = Autoscaler(spec.autoscaling)
+        else:
+            scaler.spec = spec.autoscaling
+
+    async def _autoscale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            for key in list(self.autoscalers):
+                try:
+                    await self.autoscale(*key)
+                except Exception:
+                    logger.exception("Autoscaling of %s/%s failed", *key)
+
+    async def autoscale(self, namespace: str, name: str) -> None:
+        scaler = self.autoscalers.get((namespace, name))
+        body = await self.api.get(_path(namespace, name))
+        if scaler is None or body is None:
+            return
+        previous = body.get("status") or {}
+        current = int(previous.get("replicas") or 0)
+        pods = [p for p in await self._engine_pods(namespace, name) if status_mod.is_ready(p)]
+        urls = {
+            p["metadata"]["name"]: f"http://{p['status']['podIP']}:{names.ENGINE_PORT}"
+            f"{names.METRICS_PATH}"
+            for p in pods
+            if (p.get("status") or {}).get("podIP")
+        }
+        samples = await enginemetrics.scrape_all(urls)
+        if not samples:
+            return  # nothing to decide on: keep the count
+        decision = scaler.decide(current, samples, time.monotonic())
+        now = now_rfc3339()
+        patch: dict[str, Any] = {
+            "observedMetric": {"name": scaler.spec.metric, "value": decision.value, "time": now}
+        }
+        if decision.changes(current):
+            patch["replicas"] = decision.replicas
+            patch["lastScalingDecision"] = {
+                "time": now,
+                "fromReplicas": current,
+                "toReplicas": decision.replicas,
+                "reason": decision.reason,
+            }
+            logger.info("Scaling %s/%s: %s", namespace, name, decision.reason)
+            await self._event(body, "Normal", "Scaled", decision.reason)
+        await self._patch_status(namespace, name, patch)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = body["metadata"]
+        now = now_rfc3339()
+        event = {
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": KIND.api_version,
+                "kind": KIND.kind,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": constants.OPERATOR_NAME},
+            "reportingComponent": constants.OPERATOR_NAME,
+            "reportingInstance": self.identity,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.api.create(core_path(meta["namespace"], "events"), event)
+        except ApiError as e:
+            logger.warning("Event %s on %s/%s not recorded: %s", reason, meta["namespace"],
+                           meta["name"], e)  # fmt: skip
+
+
+def _replace(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `previous` into `new` (fields no longer present become null)."""
+    patch: dict[str, Any] = {k: None for k in previous if k not in new}
+    patch.update(new)
+    return patch
+
+
+# -- registration -------------------------------------------------------------------------------
 
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
-    reconcile.register_reconciler(registry, KIND, metrics, reconcile_inferencedeployment)
+    state: dict[str, Controller] = {}
+
+    def enqueue(namespace: str | None, name: str | None) -> None:
+        controller = state.get("controller")
+        if controller is not None and namespace and name:
+            controller.queue.add((namespace, name))
+
+    @kopf.on.startup(registry=registry)
+    async def start_inferencedeployment_controller(memo: kopf.Memo, **_: Any) -> None:
+        kubeconfig: Path | None = getattr(memo, "kubeconfig", None)
+        controller = Controller(
+            KubeClient(kube.load_configuration(kubeconfig)),
+            metrics,
+            str(getattr(memo, "identity", constants.OPERATOR_NAME)),
+        )
+        controller.start()
+        state["controller"] = controller
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_inferencedeployment_controller(**_: Any) -> None:
+        controller = state.pop("controller", None)
+        if controller is not None:
+            await controller.stop()
+
+    @kopf.on.event(*KIND.selector, registry=registry, id="queue-inferencedeployments")
+    async def inferencedeployment_event(
+        event: Mapping[str, Any], body: kopf.Body, **_: Any
+    ) -> None:
+        key = (body.metadata.namespace, body.metadata.name)
+        controller = state.get("controller")
+        if event.get("type") == "DELETED":
+            if controller is not None and key[0] and key[1]:
+                controller.queue.discard(key)
+                controller.autoscalers.pop(key, None)
+            return
+        enqueue(*key)
+
+    async def child_event(body: kopf.Body, **_: Any) -> None:
+        enqueue(body.metadata.namespace, body.metadata.labels.get(names.LABEL_DEPLOYMENT))
+
+    for group_version, plural in (("v1", "pods"), ("apps/v1", "deployments")):
+        kopf.on.event(
+            group_version, plural, labels={names.LABEL_DEPLOYMENT: kopf.PRESENT},
+            registry=registry, id=f"queue-inferencedeployment-{plural}",
+        )(child_event)  # fmt: skip
+
+    reconcile.register_phase_tracking(registry, KIND, metrics)

