@@ -29,11 +29,17 @@ from typing import Any
 import yaml
 
 from arenastack_operator import constants
+from arenastack_operator.election import LeaseTiming
 
 # Fast election timing so takeover tests take seconds, not the production 15 s.
-FAST_TIMING = ("--lease-duration=4", "--renew-deadline=3", "--retry-period=0.5")
-LEASE_DURATION_S = 4.0
-RETRY_PERIOD_S = 0.5
+TIMING = LeaseTiming(lease_duration=4, renew_deadline=3, retry_period=0.5)
+FAST_TIMING = (
+    f"--lease-duration={TIMING.lease_duration:g}",
+    f"--renew-deadline={TIMING.renew_deadline:g}",
+    f"--retry-period={TIMING.retry_period:g}",
+)
+LEASE_DURATION_S = TIMING.lease_duration
+RETRY_PERIOD_S = TIMING.retry_period
 
 
 class OperatorProcess:

@@ -8,13 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
+from operator_runner import TIMING
 
 from arenastack_operator import kube
-from arenastack_operator.election import LeaderElector, LeaseClient, LeaseTiming
+from arenastack_operator.election import LeaderElector, LeaseClient
 
 pytestmark = pytest.mark.integration
-
-TIMING = LeaseTiming(lease_duration=4, renew_deadline=3, retry_period=0.5)
 
 
 @pytest.fixture
