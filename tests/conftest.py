@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
 
@@ -70,14 +69,7 @@ def cluster() -> Iterator[TestCluster]:
 def crds(cluster: TestCluster) -> list[str]:
     files = sorted(CRD_DIR.glob("*.yaml"))
     assert files, f"no CRDs in {CRD_DIR}; run `make crds`"
-    names = []
-    for f in files:
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
-        names.append(yaml.safe_load(f.read_text())["metadata"]["name"])
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
-    )
-    return names
+    return cluster.apply_crds(files)
 
 
 @pytest.fixture

@@ -123,6 +123,27 @@ class LocalCluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
+    def apply_crds(self, files: list[Path]) -> list[str]:
+        """Server-side apply CRD files and wait until each is Established; returns names."""
+        names = []
+        for f in files:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+            names.extend(d["metadata"]["name"] for d in yaml.safe_load_all(f.read_text()) if d)
+        crds = [f"crd/{n}" for n in names]
+        # Right after creation a CRD has no conditions yet and `kubectl wait` errors
+        # out instead of waiting, so ask again until it answers.
+        wait_for(
+            "CRDs to be Established",
+            lambda: (
+                self.kubectl(
+                    "wait", "--for=condition=Established", "--timeout=10s", *crds, check=False
+                ).returncode
+                == 0
+            ),
+            60,
+        )
+        return names
+
     def service_account_kubeconfig(self, namespace: str, sa: str, path: Path) -> Path:
         """Write a kubeconfig for ServiceAccount `sa` with a TokenRequest token, so
         whatever uses it runs with that account's RBAC and nothing more."""
