@@ -29,10 +29,11 @@ setup: apt venv toolchain
 crds: venv ## regenerate charts/arenastack/crds from the typed definitions
 	@$(PY) -m arenastack_operator.crdgen
 
-crds-check: venv
+crds-check: venv ## fail when charts/arenastack/crds differs from a fresh generation
 	@$(PY) -m arenastack_operator.crdgen --check
 
-lint: venv toolchain ## ruff, helm lint
+lint: venv toolchain ## ruff, helm lint, CRDs up to date
+	@$(PY) -m arenastack_operator.crdgen --check
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$$(hack/toolchain.sh --path)/helm lint --strict charts/arenastack
