@@ -22,8 +22,8 @@ from aiohttp import web
 
 HOSTILE = (
     "**Bold** and a list:\n\n- one\n- two\n\n"
-    '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-    "[click](javascript:window.__pwned=3)"
+    '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+    "[click](javascript:window.pwned=3)"
 )
 
 

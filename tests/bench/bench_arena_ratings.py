@@ -35,7 +35,7 @@ from arenastack_arena.ratings import (
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "arena"))
-REAL = HERE.parents[2].parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
+REAL = HERE.parents[1].parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
 ROUNDS = 100
 FSCHAT_ROUNDS = int(os.environ.get("FSCHAT_ROUNDS", "2"))
 EVALICA_ROUNDS = int(os.environ.get("EVALICA_ROUNDS", "10"))

@@ -1,0 +1,114 @@
+"""The web UI in real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from arena_processes import start_service, stop
+from conftest import models_file
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory, model_endpoint):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run hack/apt.sh (package chromium)")
+    tmp = tmp_path_factory.mktemp("web")
+    service = start_service(
+        f"sqlite:///{tmp / 'web.db'}",
+        models_file=models_file(tmp, model_endpoint, ["alpha", "beta"]),
+    )
+    yield service
+    stop(service.proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        # Root in a container: Chromium's sandbox needs user namespaces it may not have.
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def run_battle(page, base_url: str, prompt: str) -> None:
+    page.goto(base_url + "/")
+    page.fill("#prompt", prompt)
+    page.click("#send")
+    page.wait_for_selector("#votes:not([hidden])", timeout=30_000)
+
+
+def test_full_battle_vote_and_leaderboard(web, browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    external: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(web.url) else external.append(r.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    run_battle(page, web.url, "Which is larger, 3 or 5?")
+    for side in ("a", "b"):
+        body = page.inner_text(f'.body[data-side="{side}"]')
+        assert "heard 1 messages: Which is larger, 3 or 5?" in body
+        # Markdown rendered: the heading and bold become elements.
+        assert page.locator(f'.body[data-side="{side}"] h4').count() == 1
+        assert page.locator(f'.body[data-side="{side}"] strong').count() == 1
+    assert page.inner_text("#answer-a h2") == "Model A"
+    page.screenshot(path=str(SCREENSHOTS / "battle-before-vote.png"), full_page=True)
+    page.click("button[data-winner='model_a']")
+    page.wait_for_selector("#reveal:not([hidden])")
+    reveal = page.inner_text("#reveal")
+    assert "Alpha" in reveal and "Beta" in reveal
+    winner = page.inner_text("#answer-a h2").removeprefix("Model A: ").lower()
+    page.screenshot(path=str(SCREENSHOTS / "battle-after-vote.png"), full_page=True)
+
+    page.goto(web.url + "/leaderboard")
+    page.wait_for_function(
+        "document.querySelectorAll('#board tbody tr').length >= 2", timeout=30_000
+    )
+    rows = page.locator("#board tbody tr").all_inner_texts()
+    assert any(winner in r.lower() for r in rows) and len(rows) == 2
+    assert page.locator("#chart circle").count() == 2
+    assert page.locator("#heatmap td").count() == 4
+    assert "1 votes" in page.inner_text("#summary")
+    page.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
+    # One vote is too few for the style-controlled fit: the switch shows an empty board.
+    page.check("#style-control")
+    page.wait_for_function("document.querySelectorAll('#board tbody tr').length == 0")
+    assert not external, f"page loaded assets from elsewhere: {external}"
+    assert not errors, errors
+
+
+def test_hostile_answers_are_inert(web, browser, model_endpoint):
+    with web.admin() as admin:
+        for name in ("html-one", "html-two"):
+            assert (
+                admin.put(
+                    f"/api/admin/models/{name}", json={"endpoint": model_endpoint}
+                ).status_code
+                == 200
+            )
+        for name in ("alpha", "beta"):
+            assert admin.delete(f"/api/admin/models/{name}").status_code == 200
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    run_battle(page, web.url, "show me html")
+    for side in ("a", "b"):
+        box = page.locator(f'.body[data-side="{side}"]')
+        text = box.inner_text()
+        assert "<script>window.pwned = 1</script>" in text
+        assert '<img src=x onerror="window.pwned = 2">' in text
+        assert box.locator("script, img, iframe").count() == 0
+        assert box.locator("strong").first.inner_text() == "Bold"
+        assert box.locator("li").count() == 2
+        assert box.locator("a").count() == 0  # the javascript: link stays text
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert not dialogs
+    page.screenshot(path=str(SCREENSHOTS / "hostile-answer.png"), full_page=True)
