@@ -14,13 +14,14 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from arenastack_cluster.localnode import network
+from arenastack_cluster.localnode import mountpoints, network
 from arenastack_cluster.localnode.config import KUBELET_PORT, NodeConfig
 from arenastack_cluster.localnode.images import ImageMap
 from arenastack_cluster.localnode.kube import ApiError, Kube
@@ -67,7 +68,9 @@ class Agent:
             base_env=self.base_env,
             allocatable=dict(self.capacity),
             ipam=network.Ipam(cfg),
+            release_mounts=self.release_mounts,
         )
+        self.mounts = mountpoints.Registry(cfg.state / "mountpoints.json")
 
     # -- node and lease ----------------------------------------------------
     def _node_status(self) -> dict:
@@ -230,6 +233,11 @@ class Agent:
             if err.status not in (404, 409):
                 log.warning("final delete of %s: %s", meta["name"], err)
 
+    def release_mounts(self, uid: str, created: set[str]) -> None:
+        others = [r for u, r in list(self.runners.items()) if u != uid]
+        in_use = mountpoints.with_parents(p for r in others for p in r.mount_points())
+        self.mounts.sweep(created, in_use)
+
     def base_env(self, pod: dict) -> dict[str, str]:
         """Service environment variables, as the kubelet injects them."""
         env: dict[str, str] = {}
@@ -281,13 +289,20 @@ class Agent:
         else:
             runner.update(pod)
 
-    def _cleanup_orphans(self, live: set[str]) -> None:
+    def _cleanup_orphans(self, pods: list[dict]) -> None:
+        live = {p["metadata"]["uid"] for p in pods}
+        specs = [
+            c for p in pods for c in p["spec"]["containers"] + p["spec"].get("initContainers", [])
+        ]
+        in_use = mountpoints.with_parents(
+            m["mountPath"] for c in specs for m in c.get("volumeMounts") or []
+        )
         if not self.cfg.pods_dir.exists():
             return
         for pod_dir in self.cfg.pods_dir.iterdir():
             if pod_dir.name not in live:
                 log.info("removing leftovers of pod %s", pod_dir.name)
-                kill_pod_dir(pod_dir)
+                self.mounts.sweep(kill_pod_dir(pod_dir), in_use)
                 network.sandbox_down(self.cfg, pod_dir.name)
                 self.services.ipam.release(pod_dir.name)
         for uid in set(self.services.ipam.owners()) - live:
@@ -301,7 +316,7 @@ class Agent:
                 listing = self.kube.get("/api/v1/pods", fieldSelector=selector)
                 live = {p["metadata"]["uid"] for p in listing["items"]}
                 if first:
-                    self._cleanup_orphans(live)
+                    self._cleanup_orphans(listing["items"])
                     first = False
                 for uid in set(self.runners) - live:
                     self.runners[uid].deleted()
@@ -334,8 +349,9 @@ class Agent:
         self._watch_loop()
 
 
-def kill_pod_dir(pod_dir: Path) -> None:
-    """SIGKILL every shim recorded for a pod: its PID namespaces take the processes with them."""
+def kill_pod_dir(pod_dir: Path) -> set[str]:
+    """SIGKILL every shim recorded for a pod (its PID namespaces take the processes with
+    them) and remove its folder; returns the mount points its containers created."""
     try:
         data = json.loads((pod_dir / "state.json").read_text())
     except (OSError, ValueError):
@@ -347,9 +363,9 @@ def kill_pod_dir(pod_dir: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    import shutil
-
+    created = mountpoints.created_by(pod_dir)
     shutil.rmtree(pod_dir, ignore_errors=True)
+    return created
 
 
 def _is_shim(pid: int) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arenastack_cluster.localnode import network, volumes
+from arenastack_cluster.localnode import mountpoints, network, volumes
 from arenastack_cluster.localnode.config import NodeConfig
 from arenastack_cluster.localnode.container import ContainerRun, Terminated, rfc3339
 from arenastack_cluster.localnode.envresolve import (
@@ -44,6 +44,7 @@ class NodeServices:
     patch_status: Callable[[dict, dict], None]
     event: Callable[[dict, str, str, str], None]
     finalize: Callable[[dict, bool], None]
+    release_mounts: Callable[[str, set[str]], None]
     base_env: Callable[[dict], dict[str, str]]
     allocatable: dict[str, str]
     ipam: network.Ipam
@@ -121,10 +122,10 @@ class PodRunner(threading.Thread):
         try:
             self._run()
         except Exception:
-            log.exception("pod %s failed in the agent", self.name)
+            log.exception("pod %s failed in the agent", self.pod_name)
 
     @property
-    def name(self) -> str:
+    def pod_name(self) -> str:
         return f"{self.pod['metadata']['namespace']}/{self.pod['metadata']['name']}"
 
     def _run(self) -> None:
@@ -136,7 +137,7 @@ class PodRunner(threading.Thread):
             with self.lock:
                 pod = self.pod
             if self.gone or pod["metadata"].get("deletionTimestamp"):
-                self._delete(pod)
+                self._delete_pod(pod)
                 return
             if not self.terminal:
                 self._tick(pod)
@@ -508,7 +509,7 @@ class PodRunner(threading.Thread):
         for t in threads:
             t.join()
 
-    def _delete(self, pod: dict) -> None:
+    def _delete_pod(self, pod: dict) -> None:
         grace = self._grace(pod)
         if any(c.running for c in self.inits + self.mains):
             self.svc.event(pod, "Normal", "Killing", f"Stopping containers (grace {grace:g}s)")
@@ -519,7 +520,12 @@ class PodRunner(threading.Thread):
         network.sandbox_down(self.svc.cfg, self.uid)
         self.svc.ipam.release(self.uid)
 
+    def mount_points(self) -> set[str]:
+        specs = [c.spec for c in self.inits + self.mains]
+        return {m["mountPath"] for s in specs for m in s.get("volumeMounts") or []}
+
     def _teardown(self, final: bool) -> None:
+        self.svc.release_mounts(self.uid, mountpoints.created_by(self.dir))
         network.sandbox_down(self.svc.cfg, self.uid)
         self.svc.ipam.release(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from arenastack_cluster.localnode import network
+from arenastack_cluster.localnode import mountpoints, network
 from arenastack_cluster.localnode.agent import kill_pod_dir
 from arenastack_cluster.localnode.config import DEFAULT_POD_CIDR, DNS_PORT, REPO_ROOT, NodeConfig
 from arenastack_cluster.processes import free_port, wait_for
@@ -165,9 +165,11 @@ def stop(cluster: LocalCluster) -> None:
     if not path.exists():
         return
     cfg = NodeConfig.load(path)
+    created: set[str] = set()
     if cfg.pods_dir.exists():
         for pod_dir in cfg.pods_dir.iterdir():
-            kill_pod_dir(pod_dir)
+            created |= kill_pod_dir(pod_dir)
             network.sandbox_down(cfg, pod_dir.name)
+    mountpoints.Registry(cfg.state / "mountpoints.json").sweep(created, set())
     shutil.rmtree(cfg.state / "ipam", ignore_errors=True)
     network.bridge_down(cfg)

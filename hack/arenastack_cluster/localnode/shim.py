@@ -58,14 +58,21 @@ def _mount(src: str | None, dst: str, fstype: str | None, flags: int) -> None:
     )  # fmt: skip
 
 
-def _bind(src_fd: int, is_dir: bool, dst: str, readonly: bool) -> None:
-    target = Path(dst)
-    if is_dir:
-        target.mkdir(parents=True, exist_ok=True)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.touch()
+def _make_mountpoint(target: Path, is_dir: bool, created: list[str]) -> None:
+    """Create what the mount needs, noting each new path: without a root filesystem of
+    its own a container's mount points are made in the host's, and the agent removes
+    them again once no pod uses them."""
+    missing = [p for p in (target, *target.parents) if not p.exists() and not p.is_symlink()]
+    for path in reversed(missing):
+        if path == target and not is_dir:
+            path.touch()
+        else:
+            path.mkdir()
+        created.append(str(path))
+
+
+def _bind(src_fd: int, is_dir: bool, dst: str, readonly: bool, created: list[str]) -> None:
+    _make_mountpoint(Path(dst), is_dir, created)
     _mount(f"/proc/self/fd/{src_fd}", dst, None, MS_BIND | MS_REC)
     if readonly:
         _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
@@ -85,9 +92,14 @@ def _enter(spec: dict) -> None:
         fd = os.open(m["src"], os.O_PATH | os.O_CLOEXEC)
         sources.append((fd, Path(m["src"]).is_dir(), m))
     socket.sethostname(spec.get("hostname") or "pod")
-    for fd, is_dir, m in sources:
-        _bind(fd, is_dir, m["dst"], m.get("ro", False))
-        os.close(fd)
+    created: list[str] = []
+    try:
+        for fd, is_dir, m in sources:
+            _bind(fd, is_dir, m["dst"], m.get("ro", False), created)
+            os.close(fd)
+    finally:
+        if created:
+            Path(spec["status_file"] + ".created").write_text(json.dumps(created))
 
 
 def _start_error(spec: dict, message: str) -> None:
