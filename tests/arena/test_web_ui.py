@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from arena_processes import start_service, stop
 from conftest import models_file
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -79,7 +80,7 @@ def test_full_battle_vote_and_leaderboard(web, browser):
     page.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
     # One vote is too few for the style-controlled fit: the switch shows an empty board.
     page.check("#style-control")
-    page.wait_for_function("document.querySelectorAll('#board tbody tr').length == 0")
+    expect(page.locator("#board tbody tr")).to_have_count(0)
     assert not external, f"page loaded assets from elsewhere: {external}"
     assert not errors, errors
 
