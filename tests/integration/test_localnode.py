@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -137,6 +138,7 @@ def test_node_registers_with_capacity_and_gpus(local_cluster):
 
 def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
     cl = local_cluster
+    podinfo_existed = Path("/etc/podinfo").exists()
     apply(
         cl, ns,
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
@@ -230,6 +232,9 @@ def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
     assert statuses["containerStatuses"][0]["state"]["running"]
     # Logs through the apiserver and the node's kubelet port.
     wait(lambda: "GET /env.txt" in cl.kubectl("logs", "web", "-n", ns).stdout, 10, "logs")
+    # Mount points the pod needed on the host go with it (unless they were there before).
+    cl.kubectl("delete", "pod", "web", "-n", ns, "--wait=true", timeout=60)
+    assert podinfo_existed or not Path("/etc/podinfo").exists()
 
 
 def test_same_port_on_two_pods_and_pod_to_pod(local_cluster, ns):
@@ -273,6 +278,7 @@ def test_restart_policies(local_cluster, ns):
     )  # fmt: skip
     last = restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last["exitCode"] == 3
+    assert cl.kubectl("logs", "always", "-n", ns, "--previous").stdout.strip() == "attempt"
     # The second failure waits out the back-off (10 s) instead of spinning.
     backoff = wait_pod(
         cl, ns, "always",

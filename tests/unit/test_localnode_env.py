@@ -15,7 +15,7 @@ from arenastack_cluster.localnode.envresolve import (
     container_env,
     expand,
 )
-from arenastack_cluster.localnode.images import ImageMap, ImageNotMapped
+from arenastack_cluster.localnode.images import ImageMap, ImageNotMapped, RuntimeMissing
 
 POD = {
     "metadata": {
@@ -148,12 +148,24 @@ def test_image_map_of_the_repository():
     assert images.resolve("python:3.11-slim").name == "project"
     operator = images.resolve("ghcr.io/arenastack/operator:0.1.0")
     assert operator.entrypoint == ("python", "-m", "arenastack_operator")
-    assert images.resolve("rayproject/ray:2.60.0").name == "ray"
-    assert images.resolve("vllm/vllm-openai:v0.32.0").name == "vllm-cpu"
     with pytest.raises(ImageNotMapped, match="localnode-images.yaml"):
         images.resolve("nginx:1.27")
     env = images.resolve("python:3").environ()
     assert env["PATH"].split(":")[0].endswith(".venv/bin")
+
+
+def test_runtime_without_its_environment_fails_clearly(tmp_path):
+    config = tmp_path / "images.yaml"
+    venv = tmp_path / "ray-venv"
+    config.write_text(
+        f"runtimes: {{ray: {{venv: {venv}}}}}\n"
+        "images: [{match: 'rayproject/ray:*', runtime: ray}]\n"
+    )
+    images = ImageMap.load(config)
+    with pytest.raises(RuntimeMissing, match="hack/localnode-runtimes.sh ray"):
+        images.resolve("rayproject/ray:2.60.0")
+    (venv / "bin").mkdir(parents=True)
+    assert images.resolve("rayproject/ray:2.60.0").environ()["VIRTUAL_ENV"] == str(venv)
 
 
 def test_image_map_rejects_unknown_runtime(tmp_path):

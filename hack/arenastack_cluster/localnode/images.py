@@ -20,6 +20,14 @@ from arenastack_cluster.cluster import REPO_ROOT
 class ImageNotMapped(LookupError):
     """The image has no entry in the images config file."""
 
+    reason = "ImageNotMapped"
+
+
+class RuntimeMissing(ImageNotMapped):
+    """The image maps to a runtime whose virtual environment has not been made."""
+
+    reason = "RuntimeMissing"
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -77,6 +85,12 @@ class ImageMap:
     def resolve(self, image: str) -> Runtime:
         for patterns, runtime in self.rules:
             if any(fnmatch.fnmatchcase(image, p) for p in patterns):
+                if runtime.venv is not None and not (runtime.venv / "bin").is_dir():
+                    raise RuntimeMissing(
+                        f"image {image!r} maps to runtime {runtime.name!r} in {self.path}, "
+                        f"but its environment {runtime.venv} does not exist; create it with "
+                        f"hack/localnode-runtimes.sh {runtime.name}"
+                    )
                 return runtime
         raise ImageNotMapped(
             f"image {image!r} has no mapping in {self.path}; add a pattern for it there"

@@ -166,7 +166,7 @@ class PodRunner(threading.Thread):
             for c in self.inits + self.mains:
                 self.svc.images.resolve(c.spec["image"])
         except ImageNotMapped as err:
-            self.failed_reason = ("ImageNotMapped", str(err))
+            self.failed_reason = (err.reason, str(err))
             for c in self.inits + self.mains:
                 c.record.waiting_reason, c.record.waiting_message = "ErrImagePull", str(err)
             self.svc.event(pod, "Warning", "Failed", str(err))
