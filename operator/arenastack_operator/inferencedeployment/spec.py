@@ -203,20 +203,26 @@ class EngineSpec(ApiModel):
     )
     extra_args: (
         Annotated[
-            list[Annotated[str, Field(max_length=MAX_ARG_LENGTH)]],
-            Field(
-                max_length=MAX_EXTRA_ARGS,
-                json_schema_extra=rules(
-                    {
-                        "rule": f"self.all(a, !a.matches('{OWNED_FLAGS_PATTERN}'))",
-                        "message": OWNED_FLAGS_MESSAGE,
-                        # Names the offending flags, so the user sees what to move.
-                        "messageExpression": "'extraArgs may not set flags the operator owns: ' "
-                        f"+ self.filter(a, a.matches('{OWNED_FLAGS_PATTERN}')).join(', ') "
-                        "+ ' (use the typed fields of spec.model and spec.engine)'",
-                    }
-                ),
-            ),
+            list[
+                Annotated[
+                    str,
+                    Field(
+                        max_length=MAX_ARG_LENGTH,
+                        # On each item (not the list) so the error names the offending flag and
+                        # its index, within the apiserver's CEL cost budget.
+                        json_schema_extra=rules(
+                            {
+                                "rule": f"!self.matches('{OWNED_FLAGS_PATTERN}')",
+                                "message": OWNED_FLAGS_MESSAGE,
+                                "messageExpression": "'extraArgs may not set flags the operator "
+                                "owns: ' + self + ' (use the typed fields of spec.model and "
+                                "spec.engine)'",
+                            }
+                        ),
+                    ),
+                ]
+            ],
+            Field(max_length=MAX_EXTRA_ARGS),
         ]
         | None
     ) = Field(default=None, description="More engine flags, passed through unchanged.")

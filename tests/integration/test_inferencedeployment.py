@@ -1,0 +1,242 @@
+"""The InferenceDeployment reconciler against a real control plane with simulated (kwok) nodes:
+GPU requests and scheduling on GPU nodes, InsufficientGPU, multi-node replicas as RayClusters,
+invalid specs refused by the apiserver naming the field.
+
+One operator process (the real `python -m arenastack_operator`, chart ServiceAccount) serves the
+module; each test works in its own namespace. kwok runs no containers, so replicas are "ready" as
+soon as they are scheduled; the engine itself is exercised by tests/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from operator_runner import OperatorProcess, OperatorRunner
+
+from arenastack_operator import constants
+from arenastack_operator.inferencedeployment import names
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster, crds, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    runner = OperatorRunner(operator_kubeconfig, tmp_path_factory.mktemp("infdep-operator"))
+    cluster.kubectl(
+        "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
+    )
+    process = runner.start()
+    yield process
+    runner.stop_all()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def get(cluster, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
+    args = ["get", kind, "-n", namespace, "-o", "json"]
+    if name:
+        args.insert(2, name)
+    if selector:
+        args += ["-l", selector]
+    proc = cluster.kubectl(*args, check=False)
+    if proc.returncode != 0:
+        return None
+    data = json.loads(proc.stdout)
+    return data["items"] if name is None else data
+
+
+def manifest(name: str, **spec: Any) -> str:
+    spec.setdefault("model", {"huggingFace": {"repoId": "Qwen/Qwen2.5-0.5B-Instruct"}})
+    body = {"apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
+            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+    return yaml.safe_dump(body)
+
+
+def apply(cluster, namespace: str, text: str, check: bool = True):
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text, check=check)
+
+
+def status(cluster, namespace: str, name: str) -> dict[str, Any]:
+    return (get(cluster, "inferencedeployment", namespace, name) or {}).get("status") or {}
+
+
+def condition(cluster, namespace: str, name: str, type_: str) -> dict[str, Any]:
+    for c in status(cluster, namespace, name).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return {}
+
+
+def engine_pods(cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    selector = f"{names.LABEL_DEPLOYMENT}={name},{constants.LABEL_COMPONENT}=engine"
+    return get(cluster, "pods", namespace, selector=selector) or []
+
+
+def events(cluster, namespace: str) -> list[str]:
+    return [e["reason"] for e in get(cluster, "events", namespace) or []]
+
+
+def test_gpu_replicas_schedule_on_gpu_nodes_behind_a_router(cluster, operator, namespace):
+    apply(cluster, namespace, manifest(
+        "qwen", replicas=2, engine={"tensorParallelSize": 2},
+        model={"huggingFace": {"repoId": "Qwen/Qwen2.5-0.5B-Instruct"}, "servedModelName": "qwen"},
+        router={"policy": "roundRobin"},
+    ))  # fmt: skip
+    wait_for(
+        "2 ready replicas", lambda: status(cluster, namespace, "qwen").get("readyReplicas") == 2
+    )
+
+    deployment = get(cluster, "deployment", namespace, "qwen-engine")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"][names.GPU_RESOURCE] == "2"
+    assert container["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    pods = engine_pods(cluster, namespace, "qwen")
+    assert len(pods) == 2
+    assert all(p["spec"]["nodeName"].startswith("kwok-gpu-") for p in pods)
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("InferenceDeployment", "qwen")
+
+    router = get(cluster, "deployment", namespace, "qwen-router")
+    args = router["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--policy") + 1] == "round_robin"
+    assert get(cluster, "service", namespace, "qwen-router") is not None
+    assert get(cluster, "service", namespace, "qwen-engine") is not None
+    assert get(cluster, "role", namespace, "qwen-router")["rules"][0]["resources"] == ["pods"]
+
+    st = wait_for("Ready", lambda: condition(cluster, namespace, "qwen", "Ready").get("status")
+                  == "True" and status(cluster, namespace, "qwen"))  # fmt: skip
+    assert st["endpoint"] == f"http://qwen-router.{namespace}.svc.cluster.local:8000/v1"
+    assert st["servedModel"] == "qwen"
+    assert st["observedGeneration"] == 1
+    table = cluster.kubectl("get", "inferencedeployment", "qwen", "-n", namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "MODEL", "READY", "ENDPOINT", "AGE"]
+    assert row.split()[1:4] == ["qwen", "2", st["endpoint"]]
+    assert "CreatedDeployment" in events(cluster, namespace)
+
+    # An engine-setting change rolls the template; replicas follow spec.replicas.
+    apply(cluster, namespace, manifest(
+        "qwen", replicas=1, engine={"tensorParallelSize": 4},
+        model={"huggingFace": {"repoId": "Qwen/Qwen2.5-0.5B-Instruct"}, "servedModelName": "qwen"},
+    ))  # fmt: skip
+
+    def rolled() -> bool:
+        d = get(cluster, "deployment", namespace, "qwen-engine")
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        return d["spec"]["replicas"] == 1 and c["resources"]["limits"][names.GPU_RESOURCE] == "4"
+
+    wait_for("the new engine template", rolled)
+
+
+def test_no_node_can_hold_a_replica_is_insufficient_gpu(cluster, operator, namespace):
+    apply(cluster, namespace, manifest("huge", engine={"tensorParallelSize": 16},
+                                       distributed="none"))  # fmt: skip
+    degraded = wait_for(
+        "Degraded InsufficientGPU",
+        lambda: (
+            (c := condition(cluster, namespace, "huge", "Degraded")).get("reason")
+            == "InsufficientGPU"
+            and c
+        ),
+    )
+    assert degraded["status"] == "True"
+    assert "16 GPUs" in degraded["message"]
+    assert condition(cluster, namespace, "huge", "Ready")["status"] == "False"
+    assert wait_for("a warning event", lambda: "InsufficientGPU" in events(cluster, namespace))
+
+
+def test_gpus_taken_are_reported_from_the_scheduler(cluster, operator, namespace):
+    # 4 simulated GPU nodes of 8: a fifth 8-GPU replica cannot be placed.
+    apply(cluster, namespace, manifest("many", replicas=5, engine={"tensorParallelSize": 8},
+                                       distributed="none", router={"enabled": False}))  # fmt: skip
+    degraded = wait_for(
+        "Degraded InsufficientGPU from a pending pod",
+        lambda: (
+            (c := condition(cluster, namespace, "many", "Degraded")).get("reason")
+            == "InsufficientGPU"
+            and c
+        ),
+    )
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+    st = status(cluster, namespace, "many")
+    assert st["replicas"] == 5 and st.get("readyReplicas", 0) < 5
+    assert st["endpoint"] == f"http://many-engine.{namespace}.svc.cluster.local:8000/v1"
+    cluster.kubectl("delete", "inferencedeployment", "many", "-n", namespace, "--wait=true")
+
+
+def test_replica_larger_than_a_node_becomes_a_raycluster(cluster, operator, namespace):
+    apply(cluster, namespace, manifest("big", engine={"tensorParallelSize": 8,
+                                                      "pipelineParallelSize": 2}))  # fmt: skip
+    ray = wait_for("the RayCluster", lambda: get(cluster, "raycluster", namespace, "big-ray-0"))
+    owner = ray["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("InferenceDeployment", "big")
+    head = ray["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["resources"]["limits"][names.GPU_RESOURCE] == 8
+    script = head["args"][0]
+    assert script.startswith("ray start --head")
+    assert "--distributed-executor-backend ray" in script
+    assert "--pipeline-parallel-size 2" in script
+    (group,) = ray["spec"]["workerGroupSpecs"]
+    assert group["replicas"] == 1
+    assert (
+        group["template"]["spec"]["containers"][0]["resources"]["limits"][names.GPU_RESOURCE] == 8
+    )
+    assert get(cluster, "deployment", namespace, "big-engine") is None
+    # The RayCluster reconciler makes its pods; the head serves as the replica.
+    wait_for("head and worker pods on GPU nodes", lambda: len([
+        p for p in get(cluster, "pods", namespace, selector="ray.io/cluster=big-ray-0") or []
+        if (p["spec"].get("nodeName") or "").startswith("kwok-gpu-")]) == 2)  # fmt: skip
+    st = wait_for("status", lambda: status(cluster, namespace, "big").get("rayCluster") and
+                  status(cluster, namespace, "big"))  # fmt: skip
+    assert st["rayCluster"] == "big-ray-0"
+
+
+INVALID = [
+    pytest.param({"engine": {"extraArgs": ["--enforce-eager", "--port=9000", "--max_model_len",
+                                           "9"]}},
+                 ["spec.engine.extraArgs[1]", "owns: --port=9000", "spec.engine.extraArgs[2]",
+                  "owns: --max_model_len"], id="owned-flags"),
+    pytest.param({"gpusPerReplica": 3, "engine": {"tensorParallelSize": 2}},
+                 ["spec.gpusPerReplica", "tensorParallelSize"], id="gpus-mismatch"),
+    pytest.param({"model": {"huggingFace": {"repoId": "a/b"}, "path": "/m"}},
+                 ["spec.model", "exactly one"], id="two-model-sources"),
+    pytest.param({"engine": {"tensorParallelSize": 0}},
+                 ["spec.engine.tensorParallelSize"], id="zero-tp"),
+    pytest.param({"autoscaling": {"minReplicas": 0, "maxReplicas": 2, "target": 1}},
+                 ["spec.autoscaling.minReplicas", "scaleToZero"], id="zero-without-scale-to-zero"),
+    pytest.param({"modelCache": {"claimName": "c", "size": "1Gi"}},
+                 ["spec.modelCache", "exactly one"], id="cache-two-sources"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "fragments"), INVALID)
+def test_invalid_specs_are_refused_naming_the_field(cluster, crds, namespace, spec, fragments):
+    result = apply(cluster, namespace, manifest("bad", **spec), check=False)
+    assert result.returncode != 0, "accepted"
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_operator_is_still_running(operator):
+    assert operator.proc.poll() is None
+    errors = [r for r in operator.logs() if r.get("levelname") == "ERROR" or "unparsed" in r]
+    assert not errors, errors[:5]
