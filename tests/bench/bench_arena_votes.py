@@ -203,11 +203,17 @@ def refresh_at_scale(database_url: str) -> dict:
         return times
 
     parts = asyncio.run(timed())
-    full = asyncio.run(cache.refresh())
+
+    async def refresh_twice() -> float:
+        await cache.refresh()  # the first call also starts the worker process
+        return (await cache.refresh()).seconds
+
+    full_seconds = asyncio.run(refresh_twice())
+    cache.close()
     db.close()
     return {
         "stored_votes": STORED_VOTES,
-        "refresh_seconds": round(full.seconds, 3),
+        "refresh_seconds": round(full_seconds, 3),
         "parts": {k: round(v, 3) for k, v in parts.items()},
         "overall_seconds": round(parts["group_by_s"] + parts["overall_board_s"], 3),
     }

@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
             await battles.close()
+            boards.close()
             await asyncio.to_thread(db.close)
 
     app = FastAPI(

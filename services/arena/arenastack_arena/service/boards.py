@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +132,18 @@ class LeaderboardCache:
         self.current = Boards()
         self.changes = 1  # start dirty so the first refresh runs at once
         self._wake = asyncio.Event()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _worker(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the service process has threads (database, executor).
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def note_vote(self) -> None:
         self.changes += 1
@@ -158,36 +173,65 @@ class LeaderboardCache:
         styled = await self.store.db.read(
             lambda tx: self.store.styled_votes(tx, self.settings.style_max_votes)
         )
-        boards = await asyncio.to_thread(self.compute, rows, styled)
+        # The fits are CPU-bound Python and numpy: in a thread they would hold
+        # the GIL for long stretches and stall voting, so a worker process runs them.
+        try:
+            boards = await self._compute_elsewhere(rows, styled)
+        except BrokenProcessPool:
+            self._pool = None  # the worker died (OOM?): a fresh one next time
+            raise
         boards.seconds = time.perf_counter() - started
         self.metrics.leaderboard_refresh.observe(boards.seconds)
         self.current = boards
         self.changes -= pending
         return boards
 
+    async def _compute_elsewhere(
+        self, rows: list[tuple[Any, ...]], styled: list[tuple[Any, ...]]
+    ) -> Boards:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._worker(),
+            compute_boards,
+            rows,
+            styled,
+            self.scale,
+            self.settings.leaderboard_bootstrap_rounds,
+            self.seed,
+        )
+
     def compute(self, rows: list[tuple[Any, ...]], styled: list[tuple[Any, ...]]) -> Boards:
-        out = Boards(refreshed_at=time.time())
-        overall_rows = [r[1:] for r in rows]
-        categories: dict[str, list[tuple[str, str, str, int]]] = {}
-        for category, *rest in rows:
-            if category:
-                categories.setdefault(category, []).append(tuple(rest))
-        rounds = self.settings.leaderboard_bootstrap_rounds
-        if overall_rows or self.seed is not None:
-            counts = counts_from_rows(overall_rows, self.seed)
-            out.boards[OVERALL] = board_payload(counts, _usable(self.scale, counts.models), rounds)
-            votes = counts.votes_per_model()
-            out.model_votes = {m: int(v) for m, v in zip(counts.models, votes, strict=True)}
-            total = counts.counts.sum(axis=1)
-            out.pair_votes = {
-                (counts.models[i], counts.models[j]): int(n)
-                for i, j, n in zip(
-                    counts.i.tolist(), counts.j.tolist(), total.tolist(), strict=True
-                )
-            }
-        for category, cat_rows in categories.items():
-            counts = counts_from_rows(cat_rows)
-            out.boards[category] = board_payload(counts, _usable(self.scale, counts.models), rounds)
-        if len(styled) >= 2:
-            out.boards[OVERALL + ":style"] = style_payload(styled, self.scale)
-        return out
+        return compute_boards(
+            rows, styled, self.scale, self.settings.leaderboard_bootstrap_rounds, self.seed
+        )
+
+
+def compute_boards(
+    rows: list[tuple[Any, ...]],
+    styled: list[tuple[Any, ...]],
+    scale: EloScale,
+    rounds: int,
+    seed: PairCounts | None,
+) -> Boards:
+    """All boards from grouped vote counts; a plain function so a worker process can run it."""
+    out = Boards(refreshed_at=time.time())
+    overall_rows = [r[1:] for r in rows]
+    categories: dict[str, list[tuple[str, str, str, int]]] = {}
+    for category, *rest in rows:
+        if category:
+            categories.setdefault(category, []).append(tuple(rest))
+    if overall_rows or seed is not None:
+        counts = counts_from_rows(overall_rows, seed)
+        out.boards[OVERALL] = board_payload(counts, _usable(scale, counts.models), rounds)
+        votes = counts.votes_per_model()
+        out.model_votes = {m: int(v) for m, v in zip(counts.models, votes, strict=True)}
+        total = counts.counts.sum(axis=1)
+        out.pair_votes = {
+            (counts.models[i], counts.models[j]): int(n)
+            for i, j, n in zip(counts.i.tolist(), counts.j.tolist(), total.tolist(), strict=True)
+        }
+    for category, cat_rows in categories.items():
+        counts = counts_from_rows(cat_rows)
+        out.boards[category] = board_payload(counts, _usable(scale, counts.models), rounds)
+    if len(styled) >= 2:
+        out.boards[OVERALL + ":style"] = style_payload(styled, scale)
+    return out
