@@ -244,3 +244,28 @@ def test_admin_disabled_without_token(tmp_path):
             assert status == 409 and "two active models" in events[0][1]["detail"]
     finally:
         stop(service.proc)
+
+
+def test_seeded_board_from_real_counts(tmp_path):
+    from conftest import REAL_COUNTS
+
+    service = start_service(
+        f"sqlite:///{tmp_path / 'seeded.db'}",
+        seed_counts_file=REAL_COUNTS,
+        leaderboard_anchor="mixtral-8x7b-instruct-v0.1",
+        leaderboard_anchor_rating=1114,
+    )
+    try:
+        with service.client() as c:
+            deadline = time.monotonic() + 60
+            board = c.get("/api/leaderboard").json()
+            while not board["rows"] and time.monotonic() < deadline:
+                time.sleep(0.3)
+                board = c.get("/api/leaderboard").json()
+        assert board["votes"] == 1_670_250 and len(board["rows"]) == 129
+        top = board["rows"][0]
+        assert top["model"] == "chatgpt-4o-latest" and top["rank"] == 1
+        mixtral = next(r for r in board["rows"] if r["model"] == "mixtral-8x7b-instruct-v0.1")
+        assert mixtral["rating"] == pytest.approx(1114.0)
+    finally:
+        stop(service.proc)
