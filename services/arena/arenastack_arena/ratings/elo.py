@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from arenastack_arena.ratings.counts import TIE, WIN_A, WIN_B
+from arenastack_arena.ratings.counts import WIN_A, WIN_B
 from arenastack_arena.ratings.scale import DEFAULT_BASE, DEFAULT_INIT, DEFAULT_SCALE
 
 DEFAULT_K = 4.0
+# Score of side A; both kinds of tie score one half.
 _SCORE = {WIN_A: 1.0, WIN_B: 0.0}
+TIE_SCORE = 0.5
 
 
 def online_elo(
@@ -30,7 +32,7 @@ def online_elo(
     ):
         ra, rb = rating[ia], rating[ib]
         expect_a = 1.0 / (1.0 + base ** ((rb - ra) / scale))
-        delta = k * (_SCORE.get(out, 0.5) - expect_a) if out <= TIE + 1 else 0.0
+        delta = k * (_SCORE.get(out, TIE_SCORE) - expect_a)
         rating[ia] = ra + delta
         rating[ib] = rb - delta
     return np.array(rating)
