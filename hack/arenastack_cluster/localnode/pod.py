@@ -67,6 +67,8 @@ class PodRunner(threading.Thread):
         self.failed_reason: tuple[str, str] | None = None
         self.last_status: dict | None = None
         self.terminal = False
+        self.start_time = rfc3339(time.time())
+        self.transitions: dict[str, tuple[str, str]] = {}
         spec = pod["spec"]
         self.inits = [
             ContainerRun(c["name"], True, c, self.dir) for c in spec.get("initContainers") or []
@@ -459,10 +461,15 @@ class PodRunner(threading.Thread):
         mains = [self._container_status(c) for c in self.mains]
         inits = [self._container_status(c) for c in self.inits]
         ready = phase == "Running" and all(s["ready"] for s in mains)
-        start = pod.get("status", {}).get("startTime") or rfc3339(time.time())
+        start = pod.get("status", {}).get("startTime") or self.start_time
 
         def cond(kind: str, ok: bool, reason: str = "") -> dict:
-            out = {"type": kind, "status": "True" if ok else "False"}
+            value = "True" if ok else "False"
+            # Controllers read it (a Deployment's minReadySeconds counts from it).
+            seen = self.transitions.get(kind)
+            if seen is None or seen[0] != value:
+                self.transitions[kind] = seen = (value, rfc3339(time.time()))
+            out = {"type": kind, "status": value, "lastTransitionTime": seen[1]}
             if reason and not ok:
                 out["reason"] = reason
             return out
