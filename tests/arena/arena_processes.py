@@ -181,6 +181,7 @@ def start_service(database_url: str, **settings: object) -> Service:
             "ARENA_DATABASE_URL": database_url,
             "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
             "ARENA_LEADERBOARD_REFRESH_S": "0.2",
+            "ARENA_STYLE_REFRESH_S": "0.2",
             "ARENA_LEADERBOARD_BOOTSTRAP_ROUNDS": "20",
             "ARENA_BATTLE_RATE_PER_MINUTE": "100000",
             "ARENA_VOTE_RATE_PER_MINUTE": "100000",

@@ -114,7 +114,8 @@ def measure_backend(name: str, database_url: str, endpoint: str, tmp: Path) -> d
         models_file=models,
         battle_rate_per_minute=10**9,
         vote_rate_per_minute=10**9,
-        leaderboard_refresh_s=1.0,
+        leaderboard_refresh_s=5.0,
+        style_refresh_s=60.0,
     )
     try:
         ceiling = asyncio.run(load(service.url, [("GET", "/healthz", None)] * VOTES))
@@ -179,6 +180,7 @@ def refresh_at_scale(database_url: str) -> dict:
         database_url=database_url,
         leaderboard_anchor="mixtral-8x7b-instruct-v0.1",
         leaderboard_anchor_rating=1114.0,
+        style_refresh_s=0.0,
     )
     cache = LeaderboardCache(Store(db), settings, Metrics(), None)
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from arenastack_arena.ratings import load_leaderbot_json
 from arenastack_arena.service.battles import BattleError, BattleService
-from arenastack_arena.service.boards import OVERALL, LeaderboardCache
+from arenastack_arena.service.boards import OVERALL, STYLE_SUFFIX, LeaderboardCache
 from arenastack_arena.service.db import Database, DatabaseError
 from arenastack_arena.service.exchange import VoteImportError, parse_lines, vote_to_line
 from arenastack_arena.service.metrics import Metrics
@@ -286,7 +286,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         style_control: bool = False,
     ) -> dict[str, Any]:
         current = boards.current
-        key = category + (":style" if style_control else "")
+        key = category + (STYLE_SUFFIX if style_control else "")
         board = current.boards.get(key)
         if board is None:
             if category != OVERALL and category not in current.boards:

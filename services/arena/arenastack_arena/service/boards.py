@@ -34,6 +34,7 @@ from arenastack_arena.service.store import Store
 
 log = logging.getLogger(__name__)
 OVERALL = "overall"
+STYLE_SUFFIX = ":style"
 HEATMAP_MODELS = 20
 _OUTCOME = {name: k for k, name in enumerate(OUTCOMES)}
 
@@ -133,6 +134,7 @@ class LeaderboardCache:
         self.changes = 1  # start dirty so the first refresh runs at once
         self._wake = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
+        self._style_at = -float("inf")
 
     def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -170,9 +172,12 @@ class LeaderboardCache:
         pending = self.changes
         started = time.perf_counter()
         rows = await self.store.db.read(self.store.outcome_counts)
-        styled = await self.store.db.read(
-            lambda tx: self.store.styled_votes(tx, self.settings.style_max_votes)
-        )
+        style_due = time.monotonic() - self._style_at >= self.settings.style_refresh_s
+        styled = []
+        if style_due:
+            styled = await self.store.db.read(
+                lambda tx: self.store.styled_votes(tx, self.settings.style_max_votes)
+            )
         # The fits are CPU-bound Python and numpy: in a thread they would hold
         # the GIL for long stretches and stall voting, so a worker process runs them.
         try:
@@ -181,6 +186,11 @@ class LeaderboardCache:
             self._pool = None  # the worker died (OOM?): a fresh one next time
             raise
         boards.seconds = time.perf_counter() - started
+        style_key = OVERALL + STYLE_SUFFIX
+        if style_key in boards.boards:
+            self._style_at = time.monotonic()
+        elif style_key in self.current.boards:
+            boards.boards[style_key] = self.current.boards[style_key]
         self.metrics.leaderboard_refresh.observe(boards.seconds)
         self.current = boards
         self.changes -= pending
@@ -233,5 +243,5 @@ def compute_boards(
         counts = counts_from_rows(cat_rows)
         out.boards[category] = board_payload(counts, _usable(scale, counts.models), rounds)
     if len(styled) >= 2:
-        out.boards[OVERALL + ":style"] = style_payload(styled, scale)
+        out.boards[OVERALL + STYLE_SUFFIX] = style_payload(styled, scale)
     return out

@@ -29,6 +29,8 @@ class Settings:
     leaderboard_anchor: str | None = None
     leaderboard_anchor_rating: float = 1000.0
     style_max_votes: int = 200_000
+    # The style-controlled board reads individual votes, so it is rebuilt less often.
+    style_refresh_s: float = 60.0
     seed_counts_file: Path | None = None
     trust_forwarded_for: bool = False
 
