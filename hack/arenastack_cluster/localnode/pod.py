@@ -312,11 +312,21 @@ class PodRunner(threading.Thread):
     def _mounts(self, c: ContainerRun) -> list[dict[str, Any]]:
         assert self.vols is not None
         etc = self.dir / "etc"
+        # Containers share the host's root filesystem, but not its scratch space: each
+        # gets a /tmp of its own and the pod one /dev/shm (its containers share IPC),
+        # unless the pod mounts volumes there itself.
+        private = {"/tmp": c.dir / "tmp", "/dev/shm": self.dir / "shm"}
+        taken = {vm["mountPath"].rstrip("/") for vm in c.spec.get("volumeMounts") or []}
         mounts: list[dict[str, Any]] = [
             {"src": str(etc / "hosts"), "dst": "/etc/hosts", "ro": False},
             {"src": str(etc / "resolv.conf"), "dst": "/etc/resolv.conf", "ro": False},
             {"src": str(etc / "hostname"), "dst": "/etc/hostname", "ro": False},
         ]
+        for dst, src in private.items():
+            if dst not in taken:
+                src.mkdir(parents=True, exist_ok=True)
+                src.chmod(0o1777)
+                mounts.append({"src": str(src), "dst": dst, "ro": False})
         for vm in c.spec.get("volumeMounts") or []:
             if vm["name"] not in self.vols.paths:
                 raise ConfigError(f"volumeMount {vm['name']!r} names no volume of the pod")
