@@ -439,3 +439,60 @@ def test_chart_operator_runs_as_a_pod_under_its_service_account(local_cluster, n
     assert pods[0]["spec"]["serviceAccountName"] == "arenastack-operator"
     name = pods[0]["metadata"]["name"]
     wait(lambda: "Leading" in cl.kubectl("logs", name, "-n", ns).stdout, 30, "leadership")
+
+
+RAY_IMAGE = "rayproject/ray:2.60.0"
+RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
+
+
+@pytest.mark.skipif(
+    not (RAY_RUNTIME / "bin" / "ray").exists(),
+    reason="the ray runtime is missing: run `hack/localnode-runtimes.sh ray` (34 s, 380 MB)",
+)
+def test_ray_head_and_worker_run_a_job_from_another_pod(local_cluster, ns):
+    """Real Ray on the local node: head and worker pods on their standard ports, the
+    worker finding the head through cluster DNS, a job submitted from a third pod."""
+    cl = local_cluster
+    head_svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ray-head"},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": {"role": "head"},
+                 "ports": [{"name": "gcs", "port": 6379}, {"name": "dashboard", "port": 8265}]},
+    }  # fmt: skip
+    start = "ray start --block --disable-usage-stats"
+    head = pod(
+        "head",
+        ["bash", "-c", f"{start} --head --port=6379 --dashboard-host=0.0.0.0 --num-cpus=0"],
+        container={
+            "image": RAY_IMAGE,
+            "readinessProbe": {
+                "httpGet": {"path": "/api/gcs_healthz", "port": 8265},
+                "periodSeconds": 2,
+            },
+        },
+    )
+    worker = pod("worker", ["bash", "-c", "until ray health-check --address ray-head:6379; do "
+                                          f"sleep 2; done; {start} --address=ray-head:6379 "
+                                          "--num-cpus=1"],
+                 container={"image": RAY_IMAGE})  # fmt: skip
+    head["metadata"]["labels"]["role"] = "head"
+    job = (
+        "mkdir -p /tmp/job && cat > /tmp/job/job.py <<'EOF'\n"
+        "import ray, socket\n"
+        "ray.init()\n"
+        "@ray.remote\n"
+        "def sq(x): return x * x, socket.gethostname()\n"
+        "out = ray.get([sq.remote(i) for i in range(10)])\n"
+        "print('result', sum(v for v, _ in out), sorted({h for _, h in out}))\n"
+        "EOF\n"
+        "ray job submit --address http://ray-head:8265 --working-dir /tmp/job -- python job.py"
+    )
+    apply(cl, ns, head_svc, head, worker)
+    wait_pod(cl, ns, "head", ready, 120, "Ray head Ready")
+    apply(cl, ns, pod("submit", ["bash", "-c", job], restartPolicy="Never",
+                      container={"image": RAY_IMAGE}))  # fmt: skip
+    wait_pod(cl, ns, "submit", phase("Succeeded"), 180, "the Ray job")
+    # The head has no CPUs: the tasks ran on the worker pod (its hostname is its name).
+    assert "result 285 ['worker']" in cl.kubectl("logs", "submit", "-n", ns).stdout
