@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_common import RESULTS, git_sha, machine, peak_rss_mb, today
+from bench_common import RESULTS, git_sha, load_average, machine, peak_rss_mb, today
 
 from arenastack_arena.ratings import (
     OUTCOMES,
@@ -221,6 +221,7 @@ def write(headline: list[dict], scaling: list[dict]) -> None:
         "benchmark": "arena-ratings",
         "date": today(),
         "machine": machine(),
+        "load_average_1m": load_average(),
         "versions": {
             "arenastack": git_sha(),
             "anchor": "fschat 0.2.36 (elo_analysis), evalica 0.4.2",
@@ -255,7 +256,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# Ratings benchmark: arenastack vs FastChat 0.2.36 and evalica 0.4.2",
         "",
-        f"{result['date']}, {result['machine']}, arenastack {result['versions']['arenastack']}. "
+        f"{result['date']}, {result['machine']}, load average {result['load_average_1m']}, "
+        f"arenastack {result['versions']['arenastack']}. "
         "Seconds (lower is better); ratio = ours / anchor. Fit includes aggregation from "
         f"battle rows. Bootstrap = {ROUNDS} rounds; '(scaled)' = timed over fewer rounds "
         "and scaled linearly.",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from bench_common import RESULTS, git_sha, machine, today
+from bench_common import RESULTS, git_sha, load_average, machine, today
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "arena"))
@@ -227,6 +227,7 @@ def main() -> None:
         "benchmark": "arena-votes",
         "date": today(),
         "machine": machine(),
+        "load_average_1m": load_average(),
         "versions": {"arenastack": git_sha(), "anchor": "same server, GET /healthz"},
         "params": {
             "votes": VOTES,
@@ -269,7 +270,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Vote service benchmark",
         "",
-        f"{r['date']}, {r['machine']}, arenastack {r['versions']['arenastack']}; "
+        f"{r['date']}, {r['machine']}, load average {r['load_average_1m']}, "
+        f"arenastack {r['versions']['arenastack']}; "
         f"{r['params']['votes']:,} requests per run, {CONCURRENCY} concurrent clients, "
         "load generator on the same machine.",
         "",

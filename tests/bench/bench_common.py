@@ -33,3 +33,8 @@ def git_sha() -> str:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_average() -> float:
+    """1-minute load average: on a shared 2-core machine, context for every figure."""
+    return round(os.getloadavg()[0], 2)
