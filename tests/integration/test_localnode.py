@@ -32,6 +32,8 @@ def local_cluster() -> Iterator[LocalCluster]:
     cl = LocalCluster(state=REPO_ROOT / ".state" / "test-localnode", profile="local",
                       pod_cidr=POD_CIDR)  # fmt: skip
     cl.up(log=lambda line: print(line, flush=True))
+    # Where this session's part of the agent's (appended) log begins.
+    cl.agent_log_start = cl.procs["localnode"].log.stat().st_size  # type: ignore[attr-defined]
     yield cl
     if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
         cl.down(quiet=True)
@@ -358,6 +360,8 @@ def test_unmapped_image_fails_naming_the_config(local_cluster, ns):
     assert "localnode-images.yaml" in failed["status"]["message"]
     events = json.loads(cl.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     assert any("localnode-images.yaml" in e["message"] for e in events)
+    # A failed pod still goes when deleted: the agent finalises it.
+    cl.kubectl("delete", "pod", "nginx", "-n", ns, "--wait=true", timeout=30)
 
 
 def test_agent_restart_adopts_running_pods(local_cluster, ns):
@@ -496,3 +500,12 @@ def test_ray_head_and_worker_run_a_job_from_another_pod(local_cluster, ns):
     wait_pod(cl, ns, "submit", phase("Succeeded"), 180, "the Ray job")
     # The head has no CPUs: the tasks ran on the worker pod (its hostname is its name).
     assert "result 285 ['worker']" in cl.kubectl("logs", "submit", "-n", ns).stdout
+
+
+def test_agent_logged_no_failures(local_cluster):
+    """Last in the module: whatever the tests above did, no pod's handling crashed."""
+    log = local_cluster.procs["localnode"].log
+    with log.open("rb") as f:
+        f.seek(local_cluster.agent_log_start)
+        text = f.read().decode(errors="replace")
+    assert "Traceback" not in text, text[text.index("Traceback") - 200 :][:3000]

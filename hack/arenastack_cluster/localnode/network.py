@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 from arenastack_cluster.localnode.config import NodeConfig
@@ -93,15 +94,28 @@ class Ipam:
         self.cfg = cfg
         self.dir = cfg.state / "ipam"
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Pods start and stop on threads of their own.
+        self.lock = threading.Lock()
+
+    def _owners(self) -> dict[str, str]:
+        out = {}
+        for f in self.dir.iterdir():
+            try:
+                out[f.read_text()] = f.name
+            except FileNotFoundError:
+                continue
+        return out
 
     def lookup(self, uid: str) -> str | None:
-        for f in self.dir.iterdir():
-            if f.read_text() == uid:
-                return f.name
-        return None
+        with self.lock:
+            return self._owners().get(uid)
 
     def allocate(self, uid: str) -> str:
-        found = self.lookup(uid)
+        with self.lock:
+            return self._allocate(uid)
+
+    def _allocate(self, uid: str) -> str:
+        found = self._owners().get(uid)
         if found:
             return found
         for ip in self.cfg.pod_ips:
@@ -115,12 +129,14 @@ class Ipam:
         raise NetworkError(f"no free address left in {self.cfg.pod_cidr}")
 
     def release(self, uid: str) -> None:
-        ip = self.lookup(uid)
-        if ip:
-            (self.dir / ip).unlink(missing_ok=True)
+        with self.lock:
+            ip = self._owners().get(uid)
+            if ip:
+                (self.dir / ip).unlink(missing_ok=True)
 
     def owners(self) -> dict[str, str]:
-        return {f.read_text(): f.name for f in self.dir.iterdir()}
+        with self.lock:
+            return self._owners()
 
 
 def sandbox_up(cfg: NodeConfig, uid: str, ip: str) -> Path:

@@ -100,6 +100,7 @@ class PodRunner(threading.Thread):
             "init_done": self.init_done,
             "containers": [c.to_json() for c in self.inits + self.mains],
         }
+        self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self._state_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self._state_file())
