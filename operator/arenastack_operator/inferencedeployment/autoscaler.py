@@ -26,6 +26,7 @@ class Decision:
     replicas: int
     value: float
     reason: str
+    recommendation: int  # before stabilisation
 
     def changes(self, current: int) -> bool:
         return self.replicas != current
@@ -89,4 +90,4 @@ class Autoscaler:
             f"{spec.metric} {value:.3g} (target {spec.target:g}) over {len(samples)} replicas: "
             f"recommend {recommendation}, stabilised {current} -> {replicas}"
         )
-        return Decision(replicas, value, reason)
+        return Decision(replicas, value, reason, recommendation)

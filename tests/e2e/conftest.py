@@ -1,0 +1,40 @@
+"""e2e fixtures: the vLLM environment, a tiny model, and two real engines for the session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vllm_processes import Process, start_engine, tiny_model, tiny_spec, vllm_env_python
+
+SERVED = "tiny"
+# Few sequences per batch, so a modest burst queues requests (vllm:num_requests_waiting > 0).
+MAX_NUM_SEQS = 4
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    return vllm_env_python()
+
+
+@pytest.fixture(scope="session")
+def model_dir(vllm_python: Path) -> Path:
+    return tiny_model(vllm_python)
+
+
+@pytest.fixture(scope="session")
+def engines(
+    vllm_python: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Process]]:
+    """Two engines of the same tiny model, each pinned to its own core, started once."""
+    workdir = tmp_path_factory.mktemp("engines")
+    spec = tiny_spec(model_dir, SERVED, maxNumSeqs=MAX_NUM_SEQS)
+    started = [start_engine(vllm_python, spec, workdir, core=core) for core in (0, 1)]
+    try:
+        for process in started:
+            process.wait_http("/v1/models", timeout=300)
+        yield started
+    finally:
+        for process in started:
+            process.stop()
