@@ -8,6 +8,7 @@ import pytest
 from arena_client import answers, battle, sse_events
 
 from arenastack_arena.ratings import OUTCOMES
+from arenastack_arena.service.migrations import MIGRATIONS
 
 
 def test_battle_streams_both_sides_then_vote_reveals(arena):
@@ -107,7 +108,7 @@ def test_migrations_are_versioned_and_not_reapplied(arena):
 
         with psycopg.connect(arena.database_url) as conn:
             rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-    assert [r[0] for r in rows] == [1, 2]
+    assert [r[0] for r in rows] == [v for v, _, _ in MIGRATIONS] == [1, 2, 3]
     with arena.client() as c:
         assert c.get("/api/leaderboard").json()["votes"] >= 1
 

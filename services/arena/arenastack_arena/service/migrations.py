@@ -67,4 +67,9 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         "covering index for the leaderboard's GROUP BY",
         ("CREATE INDEX votes_pair_outcome ON votes (category, model_a, model_b, winner)",),
     ),
+    (
+        3,
+        "index on vote time: the style board reads the latest votes",
+        ("CREATE INDEX votes_tstamp ON votes (tstamp)",),
+    ),
 )
