@@ -1,0 +1,146 @@
+"""End to end on the local node: the real operator turns an InferenceDeployment into engine and
+router pods that run as real processes (the engine pod's command is the one a GPU node runs; the
+local node maps the vLLM image to the CPU build), and the OpenAI client gets answers through the
+router the operator configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import SERVED
+from openai import OpenAI
+from vllm_processes import FAST_FLAGS, REPO
+
+from arenastack_cluster.cluster import CHART_DIR, LocalCluster
+from arenastack_operator import constants
+from arenastack_operator.inferencedeployment import names
+
+pytestmark = pytest.mark.e2e
+
+POD_CIDR = "10.245.79.0/24"  # a range of its own, apart from other local clusters
+NAMESPACE = "e2e-inference"
+READY_TIMEOUT_S = 600.0  # an engine's cold start on a busy 2-core machine
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def local_cluster(vllm_python: Path) -> Iterator[LocalCluster]:
+    link = subprocess.run([str(REPO / "hack" / "vllm-env.sh"), "--link-runtime"],
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert link.returncode == 0, link.stderr
+    cl = LocalCluster(state=REPO / ".state" / "e2e-inference", profile="local", pod_cidr=POD_CIDR)
+    cl.up(log=lambda line: print(line, flush=True))
+    try:
+        cl.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART_DIR / "crds"))
+        cl.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                   "crd/inferencedeployments.arenastack.io")  # fmt: skip
+        cl.kubectl("create", "namespace", NAMESPACE)
+        yield cl
+    finally:
+        if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
+            cl.down(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def operator(local_cluster: LocalCluster, tmp_path_factory) -> Iterator[subprocess.Popen]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "arenastack_operator",
+             f"--kubeconfig={local_cluster.kubeconfig}", "--leader-elect=false",
+             "--bind-address=127.0.0.1", "--health-port=0", "--metrics-port=0"],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, f"{constants.ENV_PREFIX}AUTOSCALE_INTERVAL": "3"},
+        )  # fmt: skip
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+
+def get(cl: LocalCluster, *args: str) -> Any:
+    out = cl.kubectl("get", *args, "-n", NAMESPACE, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def pods(cl: LocalCluster, component: str) -> list[dict[str, Any]]:
+    selector = f"{names.LABEL_DEPLOYMENT}=tiny,{constants.LABEL_COMPONENT}={component}"
+    return (get(cl, "pods", "-l", selector) or {}).get("items") or []
+
+
+def ready_ip(cl: LocalCluster, component: str) -> str | None:
+    for pod in pods(cl, component):
+        conditions = pod["status"].get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return pod["status"]["podIP"]
+    return None
+
+
+def test_deployment_serves_chat_through_its_router(local_cluster, operator, model_dir):
+    cl = local_cluster
+    body = {
+        "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
+        "metadata": {"name": "tiny"},
+        "spec": {
+            "model": {"path": str(model_dir), "servedModelName": SERVED, "dtype": "float32"},
+            "gpusPerReplica": 0,
+            "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
+            "router": {"policy": "roundRobin"},
+        },
+    }  # fmt: skip
+    cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
+
+    def serving() -> dict[str, Any] | None:
+        status = (get(cl, "inferencedeployment", "tiny") or {}).get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        ok = status.get("readyReplicas") == 1 and conditions.get("Ready", {}).get("status")
+        return status if ok == "True" else None
+
+    try:
+        status = wait("the deployment to serve", serving, READY_TIMEOUT_S)
+    except AssertionError:
+        logs = [cl.kubectl("logs", p["metadata"]["name"], "-n", NAMESPACE, check=False).stdout
+                for p in pods(cl, "engine") + pods(cl, "router")]  # fmt: skip
+        raise AssertionError("\n---\n".join(log[-3000:] for log in logs)) from None
+    assert status["servedModel"] == SERVED
+    assert status["endpoint"] == f"http://tiny-router.{NAMESPACE}.svc.cluster.local:8000/v1"
+
+    engine_ip = ready_ip(cl, "engine")
+    router_ip = wait("a ready router", lambda: ready_ip(cl, "router"), 60)
+    messages = [{"role": "user", "content": "Say something."}]
+    direct = OpenAI(base_url=f"http://{engine_ip}:{names.ENGINE_PORT}/v1", api_key="none")
+    reference = direct.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
+                                               temperature=0)  # fmt: skip
+    routed = OpenAI(base_url=f"http://{router_ip}:{names.ROUTER_PORT}/v1", api_key="none",
+                    max_retries=0)  # fmt: skip
+
+    def answer() -> str | None:
+        try:
+            chat = routed.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
+                                                  temperature=0)  # fmt: skip
+        except Exception:  # the router may not have discovered the replica yet
+            return None
+        return chat.choices[0].message.content
+
+    content = wait("an answer through the router", answer, 90)
+    assert content == reference.choices[0].message.content
