@@ -93,6 +93,10 @@ def ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
+def finished(pod: dict) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+
 def phase(value: str) -> Callable[[dict], bool]:
     return lambda pod: pod.get("status", {}).get("phase") == value
 
@@ -404,19 +408,38 @@ def test_service_dns_and_cluster_ip(local_cluster, ns):
     ]
     script = "\n".join([
         "import json, socket, sys, urllib.request as u",
-        "def ips(name):",
+        "import time",
+        # Services and endpoints reach DNS and kube-proxy's rules within seconds, not at
+        # once: retry the way a client would.
+        "def retry(f):",
+        "    for _ in range(60):",
+        "        try: return f()",
+        "        except OSError: time.sleep(0.5)",
+        "    return f()",
+        "def lookup(name):",
         "    return sorted({a[4][0] for a in socket.getaddrinfo(name, 80, socket.AF_INET)})",
+        "def ips(name, n=1):",
+        "    for _ in range(60):",
+        "        found = retry(lambda: lookup(name))",
+        "        if len(found) >= n: return found",
+        "        time.sleep(0.5)",
+        "    return found",
+        "def get(): return u.urlopen('http://web/', timeout=5).read().decode().strip()",
+        "seen = set()",
+        "for _ in range(60):",
+        "    seen.add(retry(get))",
+        "    if len(seen) == 2: break",
         f"out = {{'short': ips('web'), 'fqdn': ips('web.{ns}.svc.cluster.local'),",
-        "       'headless': ips('web-headless'),",
-        "       'via_service': sorted({u.urlopen('http://web/', timeout=5).read().decode().strip()",
-        "                             for _ in range(20)})}",
+        "       'headless': ips('web-headless', 2), 'via_service': sorted(seen)}",
         "try: socket.getaddrinfo('example.com', 80); out['outside'] = 'resolved'",
         "except OSError: out['outside'] = 'unresolved'",
         "print(json.dumps(out))",
     ])  # fmt: skip
     apply(cl, ns, pod("dig", ["python", "-c", script], restartPolicy="Never"))
-    wait_pod(cl, ns, "dig", phase("Succeeded"), 60, "dig Succeeded")
-    out = json.loads(cl.kubectl("logs", "dig", "-n", ns).stdout)
+    done = wait_pod(cl, ns, "dig", finished, 90, "dig to finish")
+    logs = cl.kubectl("logs", "dig", "-n", ns).stdout
+    assert done["status"]["phase"] == "Succeeded", logs
+    out = json.loads(logs)
     assert out["short"] == out["fqdn"] == [cluster_ip]
     assert out["headless"] == pod_ips
     # kube-proxy spreads ClusterIP connections over both ready endpoints.

@@ -48,6 +48,8 @@ class Agent:
         self.kube = Kube(cfg.kubeconfig)
         self.images = ImageMap.load(cfg.images_config)
         self.runners: dict[str, PodRunner] = {}
+        # The watch adds runners, their own threads remove them.
+        self.runners_lock = threading.Lock()
         self.stopping = threading.Event()
         self.capacity = {
             "cpu": cfg.cpu,
@@ -221,7 +223,8 @@ class Agent:
     def finalize(self, pod: dict, delete: bool) -> None:
         """The kubelet's last word on a pod: delete it for good once its processes are gone."""
         meta = pod["metadata"]
-        self.runners.pop(meta["uid"], None)
+        with self.runners_lock:
+            self.runners.pop(meta["uid"], None)
         if not delete:
             return
         try:
@@ -234,7 +237,8 @@ class Agent:
                 log.warning("final delete of %s: %s", meta["name"], err)
 
     def release_mounts(self, uid: str, created: set[str]) -> None:
-        others = [r for u, r in list(self.runners.items()) if u != uid]
+        with self.runners_lock:
+            others = [r for u, r in self.runners.items() if u != uid]
         in_use = mountpoints.with_parents(p for r in others for p in r.mount_points())
         self.mounts.sweep(created, in_use)
 
@@ -277,15 +281,16 @@ class Agent:
     # -- pods ------------------------------------------------------------
     def _on_pod(self, kind: str, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
-        runner = self.runners.get(uid)
-        if kind == "DELETED":
-            if runner is not None:
-                runner.deleted()
-            return
+        with self.runners_lock:
+            runner = self.runners.get(uid)
+            if runner is None and kind != "DELETED":
+                runner = self.runners[uid] = PodRunner(pod, self.services)
+                runner.start()
+                return
         if runner is None:
-            runner = PodRunner(pod, self.services)
-            self.runners[uid] = runner
-            runner.start()
+            return
+        if kind == "DELETED":
+            runner.deleted()
         else:
             runner.update(pod)
 
@@ -318,8 +323,10 @@ class Agent:
                 if first:
                     self._cleanup_orphans(listing["items"])
                     first = False
-                for uid in set(self.runners) - live:
-                    self.runners[uid].deleted()
+                with self.runners_lock:
+                    vanished = [r for u, r in self.runners.items() if u not in live]
+                for runner in vanished:
+                    runner.deleted()
                 for pod in listing["items"]:
                     self._on_pod("ADDED", pod)
                 rv = listing["metadata"]["resourceVersion"]
