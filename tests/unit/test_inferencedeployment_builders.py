@@ -401,3 +401,32 @@ def test_scale_to_zero_only_when_idle_and_allowed() -> None:
     assert s.decide(1, {"a": sample()}, now=1).replicas == 0
     keep = scaler(minReplicas=1, scaleDownStabilizationSeconds=0)
     assert keep.decide(2, {"a": sample(), "b": sample()}, now=0).replicas == 1
+
+
+# -- LoRA adapters ------------------------------------------------------------------------------
+
+
+def test_lora_diff_loads_missing_and_unloads_dropped_adapters() -> None:
+    from arenastack_operator.inferencedeployment import lora
+
+    spec = make(lora={"adapters": [{"name": "sql", "source": "/a/sql"},
+                                   {"name": "chat", "source": "/a/chat"}]})  # fmt: skip
+    assert spec.lora is not None
+    models = {"data": [{"id": "base", "parent": None}, {"id": "chat", "parent": "base"},
+                       {"id": "old", "parent": "base"},
+                       {"id": "other", "parent": "elsewhere"}]}  # fmt: skip
+    served = lora.served_adapters(models, "base")
+    assert served == {"chat", "old"}
+    changes = lora.diff(spec.lora.adapters, served)
+    assert [a.name for a in changes.load] == ["sql"] and changes.unload == ["old"]
+    assert not lora.diff(spec.lora.adapters, {"sql", "chat"})
+
+
+def test_lora_engine_flags_and_runtime_updates() -> None:
+    spec = make(lora={"adapters": [], "maxLoras": 2, "maxLoraRank": 16})
+    container = workloads.engine_pod_template(spec, OWNER, topology.plan(spec, 8))["spec"][
+        "containers"
+    ][0]
+    args = " ".join(container["args"])
+    assert "--enable-lora --max-loras 2 --max-lora-rank 16" in args
+    assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in container["env"]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 import kopf
 import pydantic
 
@@ -26,6 +27,7 @@ from arenastack_operator.conditions import now_rfc3339
 from arenastack_operator.inferencedeployment import (
     engine,
     enginemetrics,
+    lora,
     names,
     topology,
     workloads,
@@ -183,6 +185,35 @@ class Controller:
             body, pods, router_ready, workloads.endpoint(spec, owner),
             engine.served_model_name(spec.model), ray_cluster, replicas, problem,
         )  # fmt: skip
+        if spec.lora is not None:
+            await self._sync_adapters(body, spec, pods)
+
+    async def _sync_adapters(
+        self, body: Mapping[str, Any], spec: InferenceDeploymentSpec, pods: list[dict[str, Any]]
+    ) -> None:
+        """Load the spec's LoRA adapters on every ready replica, unload the others."""
+        assert spec.lora is not None
+        base = engine.served_model_name(spec.model)
+        failures = []
+        async with aiohttp.ClientSession() as session:
+            for pod in pods:
+                ip = (pod.get("status") or {}).get("podIP")
+                if not ip or not status_mod.is_ready(pod):
+                    continue
+                url = f"http://{ip}:{names.ENGINE_PORT}"
+                try:
+                    changes = await lora.sync_replica(session, url, base, spec.lora.adapters)
+                except (aiohttp.ClientError, TimeoutError, RuntimeError) as e:
+                    failures.append(f"{pod['metadata']['name']}: {e}")
+                    continue
+                if changes:
+                    loaded = ", ".join(a.name for a in changes.load) or "none"
+                    unloaded = ", ".join(changes.unload) or "none"
+                    message = f"{pod['metadata']['name']}: loaded {loaded}; unloaded {unloaded}"
+                    await self._event(body, "Normal", "LoraAdaptersSynced", message)
+        if failures:
+            await self._event(body, "Warning", "LoraLoadFailed", "; ".join(failures))
+            raise RetryLater("LoRA adapters not in sync: " + "; ".join(failures))
 
     async def _node_capacity(self, spec: InferenceDeploymentSpec) -> int | None:
         """None where nodes cannot be read (a namespaced install has no ClusterRole)."""
