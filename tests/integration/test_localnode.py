@@ -3,6 +3,8 @@ probes, deletion, logs and clear failures, against a local-profile control plane
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import json
 import os
 import signal
@@ -20,23 +22,40 @@ from arenastack_cluster.localnode.profile import GPUS_ENV
 
 pytestmark = pytest.mark.integration
 
-# A range of its own, so the session's node never meets a demo's local node (10.244.0.0/24).
-POD_CIDR = "10.245.77.0/24"
 GPUS = 2
 PYTHON_IMAGE = "python:3.11-slim"
+
+
+def _claim_slot() -> tuple[int, int]:
+    """A pod range and state folder no other test session holds: sessions running at the
+    same time (two developers' `make test`) would otherwise share, and stop, one node.
+    The lock lasts as long as the session's process."""
+    for slot in range(100, 120):  # other suites pick ranges below 100 (e2e: 79)
+        if Path(f"/run/netns/asnode-245x{slot}").exists():
+            continue  # a node some other cluster runs on this range
+        fd = os.open(f"/run/arenastack-localnode-test-{slot}.lock", os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return slot, fd
+        except BlockingIOError:
+            os.close(fd)
+    raise RuntimeError("every local-node test slot is taken by another test session")
 
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
     os.environ[GPUS_ENV] = str(GPUS)
-    cl = LocalCluster(state=REPO_ROOT / ".state" / "test-localnode", profile="local",
-                      pod_cidr=POD_CIDR)  # fmt: skip
+    slot, lock = _claim_slot()
+    # A range apart from a demo's local node (10.244.0.0/24).
+    cl = LocalCluster(state=REPO_ROOT / ".state" / f"test-localnode-{slot}", profile="local",
+                      pod_cidr=f"10.245.{slot}.0/24")  # fmt: skip
     cl.up(log=lambda line: print(line, flush=True))
     # Where this session's part of the agent's (appended) log begins.
     cl.agent_log_start = cl.procs["localnode"].log.stat().st_size  # type: ignore[attr-defined]
     yield cl
     if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
         cl.down(quiet=True)
+    os.close(lock)
 
 
 @pytest.fixture
@@ -216,7 +235,7 @@ def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
     apply(cl, ns, p)
     running = wait_pod(cl, ns, "web", ready, 40, "web Ready")
     ip = running["status"]["podIP"]
-    assert ip.startswith("10.245.77.")
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(cl.pod_cidr)
     env = dict(
         line.split("=", 1)
         for line in fetch(f"http://{ip}:8000/env.txt").splitlines()

@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
+
 from arenastack_cluster.localnode import mountpoints, network
 from arenastack_cluster.localnode.config import KUBELET_PORT, NodeConfig
 from arenastack_cluster.localnode.images import ImageMap
@@ -200,7 +202,7 @@ class Agent:
             )
         except ApiError as err:
             if err.status not in (404, 409):
-                log.warning("status of %s/%s: %s", meta["namespace"], meta["name"], err)
+                raise
 
     def event(self, pod: dict, kind: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
@@ -217,8 +219,9 @@ class Agent:
         }  # fmt: skip
         try:
             self.kube.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
-        except ApiError as err:
-            log.debug("event for %s: %s", meta["name"], err)
+        except (ApiError, requests.RequestException) as err:
+            # Events are best effort, as the kubelet's are.
+            log.warning("event for %s: %s", meta["name"], err)
 
     def finalize(self, pod: dict, delete: bool) -> None:
         """The kubelet's last word on a pod: delete it for good once its processes are gone."""

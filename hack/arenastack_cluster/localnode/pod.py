@@ -28,6 +28,7 @@ from arenastack_cluster.localnode.probes import Prober, ProbeTarget, nsenter_pre
 
 log = logging.getLogger("localnode.pod")
 TICK = 0.2
+RETRY = 2.0
 # A container that ran this long without failing has its back-off reset (kubelet: 10 min).
 BACKOFF_RESET = 600.0
 DEFAULT_GRACE = 30
@@ -122,17 +123,26 @@ class PodRunner(threading.Thread):
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
-        try:
-            self._run()
-        except Exception:
-            log.exception("pod %s failed in the agent", self.pod_name)
+        # A failed step (the apiserver unreachable for a while, say) is retried: the
+        # pod's processes must never be left without an owner.
+        while not self.stop_agent.is_set():
+            try:
+                self._run()
+                return
+            except Exception:
+                log.exception("pod %s: step failed in the agent; retrying", self.pod_name)
+                self.stop_agent.wait(RETRY)
 
     @property
     def pod_name(self) -> str:
         return f"{self.pod['metadata']['namespace']}/{self.pod['metadata']['name']}"
 
     def _run(self) -> None:
-        if self.pod.get("status", {}).get("phase") in ("Succeeded", "Failed") and not self.ip:
+        if (
+            self.last_status is None
+            and self.pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+            and not self.ip
+        ):
             # Finished before this agent started: nothing to run, only deletion to honour.
             self.terminal = True
             self.last_status = self.pod.get("status")
@@ -290,12 +300,15 @@ class PodRunner(threading.Thread):
             rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", str(err)
             return
         if rec.instance >= 0:
-            prev = rec.current_done
-            rec.last = prev
+            rec.last = rec.current_done
             rec.restart_count += 1
         rec.next_start = 0.0
-        workdir = c.spec.get("workingDir") or str(c.dir / "workdir")
-        Path(workdir).mkdir(parents=True, exist_ok=True) if not c.spec.get("workingDir") else None
+        # Without a workingDir an image would start in its own WORKDIR; here that is a
+        # folder of the container's.
+        workdir = c.spec.get("workingDir")
+        if not workdir:
+            workdir = str(c.dir / "workdir")
+            Path(workdir).mkdir(parents=True, exist_ok=True)
         c.start(
             {
                 "argv": argv,
