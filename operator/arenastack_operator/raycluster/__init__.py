@@ -1,0 +1,25 @@
+"""KubeRay's `ray.io/v1` RayCluster, reconciled by arenastack.
+
+Layers, each usable without the next:
+- spec.py: the typed API (it also generates the CRD); model.py: a parsed cluster with KubeRay's
+  defaults and the checks the schema cannot make.
+- Pure builders: pods.py (head and worker pods), service.py (head Service), autoscaler.py
+  (sidecar and its RBAC), plan.py (what to create and delete), status.py (KubeRay's status).
+  `python -m arenastack_operator.raycluster.render manifest.yaml` prints what they build.
+- handlers.py: watch events -> work queue -> reconcile with kubeclient.py.
+
+Behaviour worth knowing:
+- Scale-down with in-tree autoscaling deletes only the pods in scaleStrategy.workersToDelete;
+  without it, those first, then pods that are not Ready, then the newest.
+- Pods count only when not terminating and owned (by uid) by the cluster.
+- A spec the apiserver accepts but no pod can come from (GCS fault tolerance without Redis,
+  the rocksdb backend, non-numeric rayStartParams sizes, conflicting autoscaler versions) sets
+  condition ReplicaFailure with reason InvalidRayClusterSpec and state `failed`; pods the
+  apiserver refuses set ReplicaFailure with FailedCreateHeadPod/FailedCreateWorkerPod.
+- The head Service is created once and not updated afterwards (as KubeRay does).
+
+Not implemented yet (accepted by the schema, ignored by the reconciler): enableIngress,
+networkPolicy, authOptions, tlsOptions, historyServerOptions, the rocksdb GCS backend (refused,
+as KubeRay does without its feature gate), multi-host replica labels for numOfHosts > 1 (pods
+are counted as replicas x numOfHosts, but not grouped), and headService's own name.
+"""
