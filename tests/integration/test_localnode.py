@@ -19,6 +19,7 @@ import yaml
 
 from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
 from arenastack_cluster.localnode.profile import GPUS_ENV
+from arenastack_cluster.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -277,6 +278,17 @@ def test_same_port_on_two_pods_and_pod_to_pod(local_cluster, ns):
     done = wait_pod(cl, ns, "client", phase("Succeeded"), 30, "client Succeeded")
     assert done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
     assert cl.kubectl("logs", "client", "-n", ns).stdout.strip() == "a b"
+
+
+def test_host_network_pod_uses_the_node_address(local_cluster, ns):
+    cl = local_cluster
+    port = free_port()
+    apply(cl, ns, http_server("hostnet", port, hostNetwork=True))
+    running = wait_pod(cl, ns, "hostnet", ready, 30, "hostnet Ready")
+    node = json.loads(cl.kubectl("get", "node", "localnode", "-o", "json").stdout)
+    node_ip = node["status"]["addresses"][0]["address"]
+    assert running["status"]["podIP"] == running["status"]["hostIP"] == node_ip
+    assert fetch(f"http://{node_ip}:{port}/").strip() == "hostnet"
 
 
 def _terminated(pod: dict) -> dict:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from arenastack_cluster.localnode import mountpoints, network, volumes
 from arenastack_cluster.localnode.config import NodeConfig
 from arenastack_cluster.localnode.container import ContainerRun, Terminated, rfc3339
@@ -24,6 +26,7 @@ from arenastack_cluster.localnode.envresolve import (
     container_env,
 )
 from arenastack_cluster.localnode.images import ImageMap, ImageNotMapped
+from arenastack_cluster.localnode.kube import ApiError
 from arenastack_cluster.localnode.probes import Prober, ProbeTarget, nsenter_prefix
 
 log = logging.getLogger("localnode.pod")
@@ -77,6 +80,7 @@ class PodRunner(threading.Thread):
         self.mains = [ContainerRun(c["name"], False, c, self.dir) for c in spec["containers"]]
         self.probers: dict[str, list[Prober]] = {}
         self.init_done = not self.inits
+        self.host_network = bool(spec.get("hostNetwork"))
         self._load_state()
 
     # -- inputs from the agent --------------------------------------------
@@ -117,9 +121,10 @@ class PodRunner(threading.Thread):
             if rec["name"] in by_name:
                 by_name[rec["name"]].load(rec)
         self.init_done = data.get("init_done", self.init_done)
-        if data.get("ip") and network.sandbox_exists(self.uid):
+        if data.get("ip") and (self.host_network or network.sandbox_exists(self.uid)):
             self.ip = data["ip"]
-            self.netns = network.NETNS_DIR / network.netns_name(self.uid)
+            if not self.host_network:
+                self.netns = network.NETNS_DIR / network.netns_name(self.uid)
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
@@ -129,9 +134,11 @@ class PodRunner(threading.Thread):
             try:
                 self._run()
                 return
+            except (ApiError, requests.RequestException) as err:
+                log.warning("pod %s: %s; retrying", self.pod_name, err)
             except Exception:
                 log.exception("pod %s: step failed in the agent; retrying", self.pod_name)
-                self.stop_agent.wait(RETRY)
+            self.stop_agent.wait(RETRY)
 
     @property
     def pod_name(self) -> str:
@@ -185,9 +192,13 @@ class PodRunner(threading.Thread):
             self.svc.event(pod, "Warning", "Failed", str(err))
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        ip = self.svc.ipam.allocate(self.uid)
-        self.netns = network.sandbox_up(self.svc.cfg, self.uid, ip)
-        self.ip = ip
+        if self.host_network:
+            # The host's own network: the node's address, the host's port space.
+            self.ip = self.svc.cfg.host_ip
+        else:
+            ip = self.svc.ipam.allocate(self.uid)
+            self.netns = network.sandbox_up(self.svc.cfg, self.uid, ip)
+            self.ip = ip
         self._write_etc(pod)
         self._save_state()
 
@@ -314,7 +325,7 @@ class PodRunner(threading.Thread):
                 "argv": argv,
                 "env": env,
                 "cwd": workdir,
-                "netns": str(self.netns),
+                "netns": str(self.netns) if self.netns else None,
                 "hostname": (pod["spec"].get("hostname") or pod["metadata"]["name"])[:63],
                 "mounts": mounts,
             }
