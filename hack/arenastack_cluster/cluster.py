@@ -309,48 +309,40 @@ class LocalCluster:
         wait_for("kube-apiserver", lambda: self._get(url) == 200, 90, self.procs["kube-apiserver"])
 
     def _start_controller_manager(self, ports: Ports) -> None:
-        kc = str(self.state / "controller-manager.kubeconfig")
-        self.procs["kube-controller-manager"].start(
+        self._start_control_loop(
+            "kube-controller-manager",
+            "controller-manager",
+            ports.controller_manager,
             [
-                str(self.bin / "kube-controller-manager"),
-                f"--kubeconfig={kc}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                f"--secure-port={ports.controller_manager}",
-                "--bind-address=127.0.0.1",
                 f"--controllers={CONTROLLERS}",
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={self.pki / 'sa.key'}",
                 f"--root-ca-file={self.pki / 'ca.crt'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--leader-elect=false",
-                "--v=1",
-            ]
-        )
-        url = f"https://127.0.0.1:{ports.controller_manager}/healthz"
-        wait_for(
-            "kube-controller-manager",
-            lambda: self._get(url) == 200,
-            60,
-            self.procs["kube-controller-manager"],
+            ],
         )
 
     def _start_scheduler(self, ports: Ports) -> None:
-        kc = str(self.state / "scheduler.kubeconfig")
-        self.procs["kube-scheduler"].start(
+        self._start_control_loop("kube-scheduler", "scheduler", ports.scheduler, [])
+
+    def _start_control_loop(self, name: str, identity: str, port: int, extra: list[str]) -> None:
+        """kube-controller-manager and kube-scheduler: same credentials, serving and health."""
+        kc = str(self.state / f"{identity}.kubeconfig")
+        self.procs[name].start(
             [
-                str(self.bin / "kube-scheduler"),
+                str(self.bin / name),
                 f"--kubeconfig={kc}",
                 f"--authentication-kubeconfig={kc}",
                 f"--authorization-kubeconfig={kc}",
-                f"--secure-port={ports.scheduler}",
+                f"--secure-port={port}",
                 "--bind-address=127.0.0.1",
                 "--leader-elect=false",
                 "--v=1",
+                *extra,
             ]
         )
-        url = f"https://127.0.0.1:{ports.scheduler}/healthz"
-        wait_for("kube-scheduler", lambda: self._get(url) == 200, 60, self.procs["kube-scheduler"])
+        url = f"https://127.0.0.1:{port}/healthz"
+        wait_for(name, lambda: self._get(url) == 200, 60, self.procs[name])
 
     def _start_kwok(self, ports: Ports) -> None:
         self.procs["kwok"].start(
