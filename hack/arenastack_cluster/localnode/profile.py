@@ -21,6 +21,8 @@ from arenastack_cluster.processes import free_port, wait_for
 
 # Fake nvidia.com/gpu capacity of the local node, so GPU-requesting pods schedule.
 GPUS_ENV = "ARENASTACK_LOCALNODE_GPUS"
+CPU_ENV = "ARENASTACK_LOCALNODE_CPU"
+MEMORY_ENV = "ARENASTACK_LOCALNODE_MEMORY"
 COREDNS_SCRIPT = REPO_ROOT / "hack" / "coredns.sh"
 
 if TYPE_CHECKING:
@@ -41,6 +43,10 @@ def prepare(cluster: LocalCluster, apiserver_port: int, pod_cidr: str | None) ->
         pod_cidr=pod_cidr or DEFAULT_POD_CIDR,
         apiserver_port=apiserver_port,
         gpus=int(os.environ.get(GPUS_ENV, "0")),
+        # Capacity the scheduler sees, not the machine's: a Ray head, workers and the
+        # operator must fit on one development node, so it is generous by default.
+        cpu=os.environ.get(CPU_ENV, NodeConfig.cpu),
+        memory=os.environ.get(MEMORY_ENV, NodeConfig.memory),
         extra={"kubelet_port": 10250},
     )
     cfg.save(config_path(cluster))
