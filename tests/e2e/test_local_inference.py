@@ -1,11 +1,14 @@
 """End to end on the local node: the real operator turns an InferenceDeployment into engine and
 router pods that run as real processes (the engine pod's command is the one a GPU node runs; the
-local node maps the vLLM image to the CPU build), and the OpenAI client gets answers through the
-router the operator configured.
+local node maps the vLLM image to the CPU build). The OpenAI client gets answers through the
+router the operator configured, streamed and not; a LoRA adapter added to the spec becomes
+servable without a restart; a burst makes the operator scale up from the engine's /metrics and
+the lull after it scale back down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import SERVED
-from openai import OpenAI
-from vllm_processes import FAST_FLAGS, REPO
+from openai import AsyncOpenAI, OpenAI
+from vllm_processes import FAST_FLAGS, REPO, tiny_lora
 
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_operator import constants
@@ -31,6 +34,9 @@ pytestmark = pytest.mark.e2e
 POD_CIDR = "10.245.79.0/24"  # a range of its own, apart from other local clusters
 NAMESPACE = "e2e-inference"
 READY_TIMEOUT_S = 600.0  # an engine's cold start on a busy 2-core machine
+ADAPTER = "tiny-lora"
+SCALE_DOWN_WINDOW_S = 15
+BURST = 16
 
 
 def wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
@@ -96,7 +102,9 @@ def ready_ip(cl: LocalCluster, component: str) -> str | None:
     return None
 
 
-def test_deployment_serves_chat_through_its_router(local_cluster, operator, model_dir):
+def test_deployment_serves_scales_and_loads_adapters(
+    local_cluster, operator, vllm_python, model_dir
+):
     cl = local_cluster
     body = {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
@@ -104,8 +112,12 @@ def test_deployment_serves_chat_through_its_router(local_cluster, operator, mode
         "spec": {
             "model": {"path": str(model_dir), "servedModelName": SERVED, "dtype": "float32"},
             "gpusPerReplica": 0,
-            "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
+            # Two sequences per batch: a modest burst queues requests.
+            "engine": {"maxModelLen": 512, "maxNumSeqs": 2, "extraArgs": FAST_FLAGS},
             "router": {"policy": "roundRobin"},
+            "lora": {"adapters": []},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 2, "metric": "waitingRequests",
+                            "target": 1, "scaleDownStabilizationSeconds": SCALE_DOWN_WINDOW_S},
         },
     }  # fmt: skip
     cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
@@ -144,3 +156,59 @@ def test_deployment_serves_chat_through_its_router(local_cluster, operator, mode
 
     content = wait("an answer through the router", answer, 90)
     assert content == reference.choices[0].message.content
+    streamed = routed.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
+                                              temperature=0, stream=True)  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == content
+    completion = routed.completions.create(model=SERVED, prompt="import os\n", max_tokens=8,
+                                           temperature=0)  # fmt: skip
+    pieces = routed.completions.create(model=SERVED, prompt="import os\n", max_tokens=8,
+                                       temperature=0, stream=True)  # fmt: skip
+    assert completion.choices[0].text
+    assert "".join(p.choices[0].text for p in pieces) == completion.choices[0].text
+
+    # A LoRA adapter added to the spec is loaded into the running replica.
+    (engine_pod,) = pods(cl, "engine")
+    adapter = tiny_lora(vllm_python, model_dir)
+    body["spec"]["lora"]["adapters"] = [{"name": ADAPTER, "source": str(adapter)}]
+    cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
+
+    def adapter_listed() -> bool:
+        return ADAPTER in {m.id for m in direct.models.list().data}
+
+    wait("the adapter on the replica", adapter_listed, 60)
+    tuned = routed.completions.create(model=ADAPTER, prompt="import os\n", max_tokens=8,
+                                      temperature=0)  # fmt: skip
+    assert tuned.choices[0].text and tuned.choices[0].text != completion.choices[0].text
+    (same_pod,) = [p for p in pods(cl, "engine") if p["status"].get("podIP") == engine_ip]
+    assert same_pod["metadata"]["uid"] == engine_pod["metadata"]["uid"]
+    assert same_pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+    # A burst through the router: the operator reads the replica's /metrics and scales up...
+    async_client = AsyncOpenAI(base_url=f"http://{router_ip}:{names.ROUTER_PORT}/v1",
+                               api_key="none", max_retries=0, timeout=900)  # fmt: skip
+
+    async def burst() -> list[str]:
+        answers = await asyncio.gather(*(
+            async_client.completions.create(model=SERVED, prompt=f"x{i} =", max_tokens=64,
+                                            temperature=0, extra_body={"ignore_eos": True})
+            for i in range(BURST)))  # fmt: skip
+        return [a.choices[0].text for a in answers]
+
+    def decision() -> dict[str, Any]:
+        status = (get(cl, "inferencedeployment", "tiny") or {}).get("status") or {}
+        return status.get("lastScalingDecision") or {}
+
+    answers = asyncio.run(burst())
+    assert len(answers) == BURST and all(answers)
+    up = wait("a scale-up decision", lambda: decision().get("toReplicas") == 2 and decision(), 30)
+    assert up["fromReplicas"] == 1 and "waitingRequests" in up["reason"]
+    deployment = get(cl, "deployment", "tiny-engine")
+    assert deployment["spec"]["replicas"] == 2
+    # ...and once the load is gone and the window has passed, back down.
+    down = wait("a scale-down decision", lambda: decision().get("toReplicas") == 1 and decision(),
+                SCALE_DOWN_WINDOW_S + 60)  # fmt: skip
+    assert down["fromReplicas"] == 2
+    wait("one engine replica", lambda: get(cl, "deployment", "tiny-engine")["spec"]["replicas"]
+         == 1, 30)  # fmt: skip
+    events = [e["reason"] for e in (get(cl, "events") or {}).get("items") or []]
+    assert "Scaled" in events and "LoraAdaptersSynced" in events

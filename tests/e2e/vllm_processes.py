@@ -48,6 +48,17 @@ def tiny_model(python: Path, name: str = "tiny-llama", seed: int = 0) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def tiny_lora(python: Path, model: Path, seed: int = 0) -> Path:
+    proc = subprocess.run(
+        [str(python), str(REPO / "hack" / "make_tiny_model.py"), "--lora-for", str(model),
+         "--seed", str(seed)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"make_tiny_model.py --lora-for failed:\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
