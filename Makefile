@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 ARENASTACK := $(VENV)/bin/arenastack
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt venv toolchain lock crds crds-check lint fmt test test-unit \
-        test-integration demo demo-down cluster-up cluster-down bench
+.PHONY: help setup apt venv toolchain runtimes lock crds crds-check lint fmt test test-unit \
+        test-integration demo demo-down cluster-up cluster-local cluster-down bench
 
 help: ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ lock: ## recompile requirements/lock.txt from requirements/*.in
 toolchain: ## build the pinned control plane, kwok, helm, prometheus (cached)
 	@hack/toolchain.sh >/dev/null
 
-setup: apt venv toolchain
+runtimes: venv ## the local node's stand-ins for container images (Ray)
+	@hack/localnode-runtimes.sh ray
+
+setup: apt venv toolchain runtimes
 
 crds: venv ## regenerate charts/arenastack/crds from the typed definitions
 	@$(PY) -m arenastack_operator.crdgen
@@ -53,6 +56,9 @@ test-integration: setup
 
 cluster-up: setup ## start the local control plane (simulated nodes)
 	@$(ARENASTACK) cluster up
+
+cluster-local: setup ## start the local control plane with a local node that runs pods
+	@$(ARENASTACK) cluster up --profile local
 
 cluster-down: ## stop the local control plane
 	@$(ARENASTACK) cluster down

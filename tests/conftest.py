@@ -9,9 +9,9 @@ operator runs it under the chart's RBAC and never as cluster admin.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.localnode.profile import GPUS_ENV
 
 CHART = CHART_DIR
 CRD_DIR = CHART / "crds"
@@ -29,26 +30,9 @@ FIXTURE_NAMESPACE = "arenastack-it"
 
 
 class TestCluster(LocalCluster):
-    """The session's cluster plus helpers for helm."""
+    """The session's kwok-profile cluster."""
 
     __test__ = False  # not a test class, despite the name
-
-    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.bin / "helm"), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={
-                **os.environ,
-                "HELM_CACHE_HOME": str(self.state / "helm" / "cache"),
-                "HELM_CONFIG_HOME": str(self.state / "helm" / "config"),
-                "HELM_DATA_HOME": str(self.state / "helm" / "data"),
-            },
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
-        return proc
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +89,43 @@ def operator_kubeconfig(
 ) -> Path:
     path = tmp_path_factory.mktemp("operator") / "kubeconfig"
     return cluster.service_account_kubeconfig(FIXTURE_NAMESPACE, chart_rbac, path)
+
+
+# -- the local profile: a node that runs pods as real processes -------------------------------
+
+LOCAL_NODE_GPUS = 2
+
+
+def _claim_local_slot() -> tuple[int, int]:
+    """A pod range and state folder no other test session holds: sessions running at the
+    same time would otherwise share, and stop, one node. The lock lasts as long as the
+    session's process."""
+    for slot in range(100, 120):  # a demo's node uses 10.244.0.0/24
+        if Path(f"/run/netns/asnode-245x{slot}").exists():
+            continue  # a node some other cluster runs on this range
+        fd = os.open(f"/run/arenastack-localnode-test-{slot}.lock", os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return slot, fd
+        except BlockingIOError:
+            os.close(fd)
+    raise RuntimeError("every local-node test slot is taken by another test session")
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """One local-profile cluster for the session's end-to-end and local-node tests."""
+    os.environ[GPUS_ENV] = str(LOCAL_NODE_GPUS)
+    slot, lock = _claim_local_slot()
+    cl = LocalCluster(
+        state=REPO_ROOT / ".state" / f"test-localnode-{slot}",
+        profile="local",
+        pod_cidr=f"10.245.{slot}.0/24",
+    )
+    cl.up(log=lambda line: print(line, flush=True))
+    # Where this session's part of the agent's (appended) log begins.
+    cl.agent_log_start = cl.procs["localnode"].log.stat().st_size  # type: ignore[attr-defined]
+    yield cl
+    if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
+        cl.down(quiet=True)
+    os.close(lock)

@@ -123,6 +123,27 @@ class LocalCluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """helm against this cluster, with its caches and config kept in the state folder."""
+        home = self.state / "helm"
+        proc = subprocess.run(
+            [str(self.bin / "helm"), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={
+                **os.environ,
+                "HELM_CACHE_HOME": str(home / "cache"),
+                "HELM_CONFIG_HOME": str(home / "config"),
+                "HELM_DATA_HOME": str(home / "data"),
+            },
+        )
+        if check and proc.returncode != 0:
+            raise ClusterError(f"helm {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
     def apply_crds(self, files: list[Path]) -> list[str]:
         """Server-side apply CRD files and wait until each is Established; returns names."""
         names = []

@@ -9,7 +9,6 @@ cluster admin.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import urllib.request
 
@@ -37,26 +36,18 @@ def up() -> None:
     cluster = LocalCluster(profile="kwok")
     cluster.up()
     _section(f"helm install {RELEASE} charts/arenastack (namespace {NAMESPACE})")
-    helm = [str(cluster.bin / "helm"), "--kubeconfig", str(cluster.kubeconfig)]
-    proc = subprocess.run(
-        [
-            *helm,
-            "upgrade",
-            "--install",
-            RELEASE,
-            str(CHART_DIR),
-            "-n",
-            NAMESPACE,
-            "--create-namespace",
-            "--set",
-            "operator.replicas=0",
-            "--wait",
-        ],
-        capture_output=True,
-        text=True,
+    proc = cluster.helm(
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART_DIR),
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "--set",
+        "operator.replicas=0",
+        "--wait",
     )
-    if proc.returncode != 0:
-        raise ClusterError(f"helm install failed: {proc.stderr.strip()}")
     print(proc.stdout.strip().split("NOTES:")[0].strip())
 
     _section("the operator, as the chart's ServiceAccount")

@@ -3,7 +3,6 @@ probes, deletion, logs and clear failures, against a local-profile control plane
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import os
@@ -23,40 +22,7 @@ from arenastack_cluster.processes import free_port
 
 pytestmark = pytest.mark.integration
 
-GPUS = 2
 PYTHON_IMAGE = "python:3.11-slim"
-
-
-def _claim_slot() -> tuple[int, int]:
-    """A pod range and state folder no other test session holds: sessions running at the
-    same time (two developers' `make test`) would otherwise share, and stop, one node.
-    The lock lasts as long as the session's process."""
-    for slot in range(100, 120):  # other suites pick ranges below 100 (e2e: 79)
-        if Path(f"/run/netns/asnode-245x{slot}").exists():
-            continue  # a node some other cluster runs on this range
-        fd = os.open(f"/run/arenastack-localnode-test-{slot}.lock", os.O_CREAT | os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return slot, fd
-        except BlockingIOError:
-            os.close(fd)
-    raise RuntimeError("every local-node test slot is taken by another test session")
-
-
-@pytest.fixture(scope="session")
-def local_cluster() -> Iterator[LocalCluster]:
-    os.environ[GPUS_ENV] = str(GPUS)
-    slot, lock = _claim_slot()
-    # A range apart from a demo's local node (10.244.0.0/24).
-    cl = LocalCluster(state=REPO_ROOT / ".state" / f"test-localnode-{slot}", profile="local",
-                      pod_cidr=f"10.245.{slot}.0/24")  # fmt: skip
-    cl.up(log=lambda line: print(line, flush=True))
-    # Where this session's part of the agent's (appended) log begins.
-    cl.agent_log_start = cl.procs["localnode"].log.stat().st_size  # type: ignore[attr-defined]
-    yield cl
-    if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
-        cl.down(quiet=True)
-    os.close(lock)
 
 
 @pytest.fixture
@@ -155,7 +121,7 @@ def fetch(url: str) -> str:
 
 def test_node_registers_with_capacity_and_gpus(local_cluster):
     node = json.loads(local_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
-    assert node["status"]["allocatable"]["nvidia.com/gpu"] == str(GPUS)
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == os.environ[GPUS_ENV]
     assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
     lease = json.loads(local_cluster.kubectl(
         "get", "lease", "localnode", "-n", "kube-node-lease", "-o", "json").stdout)  # fmt: skip
@@ -482,16 +448,8 @@ def test_chart_operator_runs_as_a_pod_under_its_service_account(local_cluster, n
     """Installed as a user would: the chart's Deployment runs the operator on the local
     node, in-cluster, with the chart's ServiceAccount."""
     cl = local_cluster
-    home = cl.state / "helm"
-    proc = subprocess.run(
-        [str(cl.bin / "helm"), "--kubeconfig", str(cl.kubeconfig), "upgrade", "--install",
-         "arenastack", str(REPO_ROOT / "charts" / "arenastack"), "-n", ns, "--wait",
-         "--timeout", "120s"],
-        capture_output=True, text=True, timeout=180,
-        env={**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
-             "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    cl.helm("upgrade", "--install", "arenastack", str(REPO_ROOT / "charts" / "arenastack"),
+            "-n", ns, "--wait", "--timeout", "120s")  # fmt: skip
     pods = json.loads(cl.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
     assert len(pods) == 1 and ready(pods[0])
     assert pods[0]["spec"]["serviceAccountName"] == "arenastack-operator"

@@ -613,8 +613,11 @@ class RayClusterSpec(ApiModel):
 class HeadInfo(ApiModel):
     """Where the head is."""
 
-    pod_ip: str | None = Field(default=None, description="IP of the head pod.")
-    service_ip: str | None = Field(default=None, description="Cluster IP of the head Service.")
+    # KubeRay spells the acronym in capitals, which the camelCase aliases would not.
+    pod_ip: str | None = Field(default=None, alias="podIP", description="IP of the head pod.")
+    service_ip: str | None = Field(
+        default=None, alias="serviceIP", description="Cluster IP of the head Service."
+    )
     pod_name: str | None = Field(default=None, description="Name of the head pod.")
     service_name: str | None = Field(default=None, description="Name of the head Service.")
 
