@@ -95,6 +95,9 @@ def test_unknown_and_malformed_battles(arena):
 
 
 def test_migrations_are_versioned_and_not_reapplied(arena):
+    with arena.client() as c:
+        voted_id, _ = battle(c, "before the restart")
+        assert c.post(f"/api/battles/{voted_id}/vote", json={"winner": "tie"}).status_code == 200
     arena.restart()
     import sqlite3
 
@@ -110,7 +113,13 @@ def test_migrations_are_versioned_and_not_reapplied(arena):
             rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
     assert [r[0] for r in rows] == [v for v, _, _ in MIGRATIONS] == [1, 2, 3]
     with arena.client() as c:
+        deadline = time.monotonic() + 90  # the first refresh after a restart is asynchronous
+        while c.get("/api/leaderboard").json()["votes"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.3)
         assert c.get("/api/leaderboard").json()["votes"] >= 1
+        # Battle state comes back from the database: still voted, names revealed.
+        state = c.get(f"/api/battles/{voted_id}").json()
+        assert state["voted"] and {state["model_a"], state["model_b"]} == {"alpha", "beta"}
 
 
 @pytest.mark.parametrize("winner", OUTCOMES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,16 @@ def test_full_battle_vote_and_leaderboard(web, browser):
     winner = page.inner_text("#answer-a h2").removeprefix("Model A: ").lower()
     page.screenshot(path=str(SCREENSHOTS / "battle-after-vote.png"), full_page=True)
 
-    page.goto(web.url + "/leaderboard")
-    page.wait_for_function(
-        "document.querySelectorAll('#board tbody tr').length >= 2", timeout=30_000
-    )
+    # The board refreshes in the background after the vote: reload until it shows it.
+    # (Locator waits, not wait_for_function: the page's CSP forbids eval, which that uses.)
+    deadline = time.monotonic() + 90
+    while True:
+        page.goto(web.url + "/leaderboard")
+        page.wait_for_selector("#summary:not(:empty)")
+        if page.locator("#board tbody tr").count() >= 2 or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(500)
+    expect(page.locator("#board tbody tr")).to_have_count(2)
     rows = page.locator("#board tbody tr").all_inner_texts()
     assert any(winner in r.lower() for r in rows) and len(rows) == 2
     assert page.locator("#chart circle").count() == 2
