@@ -13,8 +13,8 @@ from arena_client import battle
 from arena_processes import start_service, stop
 from conftest import BACKENDS, _fresh_pg_database, models_file
 
-BATTLES = 240
-VOTERS = 12
+BATTLES = 150
+VOTERS = 10
 
 
 def stored_votes(database_url: str) -> set[str]:

@@ -26,7 +26,7 @@ def test_no_server_errors_under_fuzzing(tmp_path, model_endpoint):
                 "--checks",
                 "not_a_server_error",
                 "--max-examples",
-                "30",
+                "15",
                 "--seed",
                 "7",
                 "--request-timeout",
