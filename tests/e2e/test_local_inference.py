@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,3 +213,44 @@ def test_deployment_serves_scales_and_loads_adapters(
          == 1, 30)  # fmt: skip
     events = [e["reason"] for e in (get(cl, "events") or {}).get("items") or []]
     assert "Scaled" in events and "LoraAdaptersSynced" in events
+
+    # An engine-setting change replaces the replica under a steady, bounded load (one request
+    # in flight) with no failed request: the new one serves before the old one leaves.
+    (old,) = [p for p in pods(cl, "engine") if not p["metadata"].get("deletionTimestamp")]
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def steady() -> None:
+        steady_client = OpenAI(base_url=f"http://{router_ip}:{names.ROUTER_PORT}/v1",
+                               api_key="none", max_retries=0, timeout=120)  # fmt: skip
+        while not stop.is_set():
+            try:
+                steady_client.completions.create(model=SERVED, prompt="a", max_tokens=4)
+                outcomes.append("ok")
+            except Exception as e:  # every failure counts against the rollout
+                outcomes.append(repr(e))
+            time.sleep(0.2)
+
+    load = threading.Thread(target=steady, daemon=True)
+    load.start()
+    body["spec"]["engine"]["maxNumSeqs"] = 3
+    cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
+
+    def replaced() -> bool:
+        live = pods(cl, "engine")
+        return (
+            len(live) == 1
+            and live[0]["metadata"]["uid"] != old["metadata"]["uid"]
+            and bool(ready_ip(cl, "engine"))
+        )
+
+    try:
+        wait("the replica replaced", replaced, READY_TIMEOUT_S)
+        time.sleep(3)  # requests keep flowing to the new replica
+    finally:
+        stop.set()
+        load.join(150)
+    (new,) = pods(cl, "engine")
+    assert "--max-num-seqs 3" in " ".join(new["spec"]["containers"][0]["args"])
+    failures = [o for o in outcomes if o != "ok"]
+    assert outcomes.count("ok") > 10 and not failures, failures[:5]
