@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import synthetic_battles
+from arena_support import synthetic_battles
 from scipy.special import expit
 
 from arenastack_arena.ratings import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_battles
+from arena_support import synthetic_battles
 
 from arenastack_arena.ratings import OUTCOMES, aggregate, fit_bt, load_leaderbot_json
 from arenastack_arena.ratings.counts import from_pair_table

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from arena_anchors import battles_frame, center_elo, choix_elo, evalica_elo, load_fastchat_elo
-from conftest import synthetic_battles
+from arena_support import synthetic_battles
 from scipy.stats import spearmanr
 
 from arenastack_arena.ratings import EloScale, aggregate, fit_bt, online_elo

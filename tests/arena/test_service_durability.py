@@ -11,7 +11,7 @@ import httpx
 import pytest
 from arena_client import battle
 from arena_processes import start_service, stop
-from conftest import BACKENDS, _fresh_pg_database, models_file
+from arena_support import BACKENDS, fresh_pg_database, models_file
 
 BATTLES = 150
 VOTERS = 10
@@ -32,7 +32,7 @@ def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_en
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'durable.db'}"
     else:
-        url = _fresh_pg_database(request.getfixturevalue("postgres_url"), "arena_durability")
+        url = fresh_pg_database(request.getfixturevalue("postgres_url"), "arena_durability")
     service = start_service(
         url, models_file=models_file(tmp_path, model_endpoint, ["alpha", "beta"])
     )

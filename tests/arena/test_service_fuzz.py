@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from arena_processes import ADMIN_TOKEN, start_service, stop
-from conftest import models_file
+from arena_support import models_file
 
 SCHEMATHESIS = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "schemathesis"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from arena_client import answers, battle, sse_events
 from arena_processes import ADMIN_TOKEN, start_service, stop
-from conftest import models_file
+from arena_support import models_file
 
 
 def register(service, name: str, endpoint: str, **extra) -> None:
@@ -247,7 +247,7 @@ def test_admin_disabled_without_token(tmp_path):
 
 
 def test_seeded_board_from_real_counts(tmp_path):
-    from conftest import REAL_COUNTS
+    from arena_support import REAL_COUNTS
 
     service = start_service(
         f"sqlite:///{tmp_path / 'seeded.db'}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from arena_processes import start_service, stop
-from conftest import models_file
+from arena_support import models_file
 from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
