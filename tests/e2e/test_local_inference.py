@@ -1,7 +1,8 @@
 """End to end on the local node: the real operator turns an InferenceDeployment into engine and
 router pods that run as real processes (the engine pod's command is the one a GPU node runs; the
 local node maps the vLLM image to the CPU build). The OpenAI client gets answers through the
-router the operator configured, streamed and not; a LoRA adapter added to the spec becomes
+router the operator configured, streamed and not, and a second deployment of another model
+answers through its own; a LoRA adapter added to the spec becomes
 servable without a restart; a burst makes the operator scale up from the engine's /metrics and
 the lull after it scale back down.
 """
@@ -24,7 +25,7 @@ import pytest
 import yaml
 from conftest import SERVED
 from openai import AsyncOpenAI, OpenAI
-from vllm_processes import FAST_FLAGS, REPO, tiny_lora
+from vllm_processes import FAST_FLAGS, REPO, tiny_lora, tiny_model
 
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_operator import constants
@@ -36,6 +37,7 @@ POD_CIDR = "10.245.79.0/24"  # a range of its own, apart from other local cluste
 NAMESPACE = "e2e-inference"
 READY_TIMEOUT_S = 600.0  # an engine's cold start on a busy 2-core machine
 ADAPTER = "tiny-lora"
+OTHER = "tiny-b"
 SCALE_DOWN_WINDOW_S = 15
 BURST = 16
 
@@ -49,6 +51,16 @@ def wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
             return last
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+def _chat(client: OpenAI, model: str) -> str | None:
+    try:
+        chat = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Say something."}], max_tokens=8,
+            temperature=0)  # fmt: skip
+    except Exception:  # the router may not have discovered the replica yet
+        return None
+    return chat.choices[0].message.content
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +102,13 @@ def get(cl: LocalCluster, *args: str) -> Any:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-def pods(cl: LocalCluster, component: str) -> list[dict[str, Any]]:
-    selector = f"{names.LABEL_DEPLOYMENT}=tiny,{constants.LABEL_COMPONENT}={component}"
+def pods(cl: LocalCluster, component: str, name: str = "tiny") -> list[dict[str, Any]]:
+    selector = f"{names.LABEL_DEPLOYMENT}={name},{constants.LABEL_COMPONENT}={component}"
     return (get(cl, "pods", "-l", selector) or {}).get("items") or []
 
 
-def ready_ip(cl: LocalCluster, component: str) -> str | None:
-    for pod in pods(cl, component):
+def ready_ip(cl: LocalCluster, component: str, name: str = "tiny") -> str | None:
+    for pod in pods(cl, component, name):
         conditions = pod["status"].get("conditions") or []
         if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             return pod["status"]["podIP"]
@@ -121,10 +133,22 @@ def test_deployment_serves_scales_and_loads_adapters(
                             "target": 1, "scaleDownStabilizationSeconds": SCALE_DOWN_WINDOW_S},
         },
     }  # fmt: skip
-    cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
+    # A second deployment of another model (other weights, its own router and policy).
+    other_model = tiny_model(vllm_python, seed=1)
+    other = {
+        "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
+        "metadata": {"name": "other"},
+        "spec": {
+            "model": {"path": str(other_model), "servedModelName": OTHER, "dtype": "float32"},
+            "gpusPerReplica": 0,
+            "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
+            "router": {"policy": "cacheAware"},
+        },
+    }  # fmt: skip
+    cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all([body, other]))
 
-    def serving() -> dict[str, Any] | None:
-        status = (get(cl, "inferencedeployment", "tiny") or {}).get("status") or {}
+    def serving(name: str = "tiny") -> dict[str, Any] | None:
+        status = (get(cl, "inferencedeployment", name) or {}).get("status") or {}
         conditions = {c["type"]: c for c in status.get("conditions") or []}
         ok = status.get("readyReplicas") == 1 and conditions.get("Ready", {}).get("status")
         return status if ok == "True" else None
@@ -147,15 +171,7 @@ def test_deployment_serves_scales_and_loads_adapters(
     routed = OpenAI(base_url=f"http://{router_ip}:{names.ROUTER_PORT}/v1", api_key="none",
                     max_retries=0)  # fmt: skip
 
-    def answer() -> str | None:
-        try:
-            chat = routed.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
-                                                  temperature=0)  # fmt: skip
-        except Exception:  # the router may not have discovered the replica yet
-            return None
-        return chat.choices[0].message.content
-
-    content = wait("an answer through the router", answer, 90)
+    content = wait("an answer through the router", lambda: _chat(routed, SERVED), 90)
     assert content == reference.choices[0].message.content
     streamed = routed.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
                                               temperature=0, stream=True)  # fmt: skip
@@ -166,6 +182,16 @@ def test_deployment_serves_scales_and_loads_adapters(
                                        temperature=0, stream=True)  # fmt: skip
     assert completion.choices[0].text
     assert "".join(p.choices[0].text for p in pieces) == completion.choices[0].text
+
+    # The other model answers through its own router, differently.
+    wait("the other deployment to serve", lambda: serving("other"), READY_TIMEOUT_S)
+    other_router = wait("its router", lambda: ready_ip(cl, "router", "other"), 60)
+    other_client = OpenAI(base_url=f"http://{other_router}:{names.ROUTER_PORT}/v1",
+                          api_key="none", max_retries=0)  # fmt: skip
+    other_chat = wait("an answer from the other model", lambda: _chat(other_client, OTHER), 90)
+    assert other_chat and other_chat != content
+    assert [m.id for m in other_client.models.list().data] == [OTHER]
+    cl.kubectl("delete", "inferencedeployment", "other", "-n", NAMESPACE)  # frees its core
 
     # A LoRA adapter added to the spec is loaded into the running replica.
     (engine_pod,) = pods(cl, "engine")
