@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vllm_processes import Process, start_engine, tiny_model, tiny_spec, vllm_env_python
+from vllm_processes import SERVED, Process, start_engine, tiny_model, tiny_spec, vllm_env_python
 
-SERVED = "tiny"
 # Few sequences per batch, so a modest burst queues requests (vllm:num_requests_waiting > 0).
 MAX_NUM_SEQS = 4
 

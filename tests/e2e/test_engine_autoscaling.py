@@ -12,8 +12,8 @@ import asyncio
 import time
 
 import pytest
-from conftest import SERVED
 from openai import AsyncOpenAI
+from vllm_processes import SERVED
 
 from arenastack_operator.inferencedeployment import enginemetrics
 from arenastack_operator.inferencedeployment.autoscaler import Autoscaler, Decision

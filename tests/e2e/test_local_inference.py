@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SERVED
 from openai import AsyncOpenAI, OpenAI
-from vllm_processes import FAST_FLAGS, REPO, tiny_lora, tiny_model
+from vllm_processes import FAST_FLAGS, REPO, SERVED, tiny_lora, tiny_model
 
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_operator import constants

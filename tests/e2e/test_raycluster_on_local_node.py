@@ -5,14 +5,12 @@ actor on the worker for a job submitted through the dashboard's Jobs API."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.request
 
 import pytest
 import yaml
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT
-from arenastack_cluster.processes import wait_for
+from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -52,15 +50,6 @@ def _get(cluster, *args: str) -> dict | None:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-def _http(method: str, url: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 @pytest.fixture(scope="module")
 def chart_operator(local_cluster):
     """The chart installed as a user would: the operator runs as its Deployment's pod."""
@@ -91,7 +80,7 @@ def test_kuberay_sample_runs_tasks_actors_and_a_job(local_cluster, chart_operato
     name = manifest["metadata"]["name"]
     cl.kubectl("apply", "-n", ns, "-f", str(SAMPLE))
     try:
-        rc = wait_for_ready(cl, ns, name)
+        rc = wait_raycluster_ready(cl, ns, name, timeout=300)
         head_ip = rc["status"]["head"]["podIP"]
         pods = _get(cl, "pods", "-n", ns, "-l", f"ray.io/cluster={name}")["items"]
         assert {p["metadata"]["labels"]["ray.io/node-type"] for p in pods} == {"head", "worker"}
@@ -101,36 +90,12 @@ def test_kuberay_sample_runs_tasks_actors_and_a_job(local_cluster, chart_operato
             assert conds["Ready"] == "True", p["metadata"]["name"]
             assert p["spec"]["containers"][0]["readinessProbe"]
 
-        dashboard = f"http://{head_ip}:8265"
-        submitted = _http("POST", f"{dashboard}/api/jobs/", {"entrypoint": f"python -c '{JOB}'"})
-        job_id = submitted["submission_id"]
-
-        def finished() -> dict | None:
-            job = _http("GET", f"{dashboard}/api/jobs/{job_id}")
-            return job if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED") else None
-
-        wait_for("the Ray job", finished, 240)
-        job = _http("GET", f"{dashboard}/api/jobs/{job_id}")
-        logs = _http("GET", f"{dashboard}/api/jobs/{job_id}/logs")["logs"]
-        assert job["status"] == "SUCCEEDED", logs[-3000:]
+        job = run_job(head_ip, f"python -c '{JOB}'", timeout=240)
+        assert job.status == "SUCCEEDED", job.logs[-3000:]
+        logs = job.logs
         # 0^2+..+9^2 = 285 by tasks, 0+..+4 = 10 by the actor, all on the one worker.
         assert "RESULT 285 10 True True 1" in logs, logs[-3000:]
     finally:
         cl.kubectl(
             "delete", "raycluster", name, "-n", ns, "--wait=true", "--timeout=120s", check=False
         )
-
-
-def wait_for_ready(cl, ns: str, name: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    rc = None
-    while time.monotonic() < deadline:
-        rc = _get(cl, "raycluster", name, "-n", ns)
-        if rc and (rc.get("status") or {}).get("state") == "ready":
-            return rc
-        time.sleep(2)
-    pods = cl.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
-    raise AssertionError(
-        f"RayCluster {name} not ready after {timeout:.0f} s: "
-        f"{json.dumps((rc or {}).get('status'), indent=1)}\n{pods}"
-    )

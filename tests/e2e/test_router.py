@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SERVED
 from openai import OpenAI
-from vllm_processes import Process, counter, start_router
+from vllm_processes import SERVED, Process, counter, start_router
 
 from arenastack_operator.inferencedeployment import workloads
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec

@@ -25,6 +25,7 @@ ENGINE_START_TIMEOUT_S = 300.0  # cold start on a busy 2-core machine
 ROUTER_START_TIMEOUT_S = 60.0
 # The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a small KV cache.
 FAST_FLAGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
+SERVED = "tiny"  # the served model name of the e2e engines
 
 
 def vllm_env_python() -> Path:
