@@ -32,13 +32,25 @@ TIMEOUT_S = 60.0
 def ray_operator(
     cluster, crds, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    runner = OperatorRunner(operator_kubeconfig, tmp_path_factory.mktemp("raycluster-operator"))
+    # Production lease timing: this module tests reconciling, not takeover, and a busy machine
+    # must not cost the operator its lease halfway through.
+    runner = OperatorRunner(
+        operator_kubeconfig, tmp_path_factory.mktemp("raycluster-operator"), extra_args=()
+    )
     cluster.kubectl(
         "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
     )
     process = runner.start()
     yield process
     runner.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _operator_alive(request: pytest.FixtureRequest) -> None:
+    """Fail at once, with the operator's last words, rather than time out in every later test."""
+    if "ray_operator" in request.fixturenames:
+        process: OperatorProcess = request.getfixturevalue("ray_operator")
+        assert process.proc.poll() is None, f"operator exited:\n{process.output()[-4000:]}"
 
 
 # -- helpers ------------------------------------------------------------------------------------
