@@ -31,6 +31,7 @@ from arenastack_operator.raycluster.plan import (
 from arenastack_operator.raycluster.pods import build_head_pod, build_worker_pod
 from arenastack_operator.raycluster.render import dump, rayclusters, render
 from arenastack_operator.raycluster.service import build_head_service
+from arenastack_operator.raycluster.spec import RayClusterStatus
 from arenastack_operator.raycluster.status import Failure, build_status, changed
 from arenastack_operator.raycluster.workqueue import WorkQueue
 
@@ -382,6 +383,7 @@ def test_status_ready_with_kuberay_fields_and_quiet_when_unchanged() -> None:
     assert status["endpoints"]["dashboard"] == "8265"
     types = {c["type"]: c["status"] for c in status["conditions"]}
     assert types == {"HeadPodReady": "True", "RayClusterProvisioned": "True"}
+    assert status["head"]["podIP"] == "10.0.0.1"  # KubeRay's spelling, kept by the schema
     again = build_status(cluster, 3, pods, service, status, failure=None, now=LATER)
     assert not changed(status, again) and again["lastUpdateTime"] == NOW
 
@@ -441,3 +443,22 @@ async def test_work_queue_coalesces_and_backs_off() -> None:
     queue.discard("a")
     await asyncio.sleep(0.6)
     assert len(queue) == 0
+
+
+def test_status_fields_all_survive_the_schema() -> None:
+    """The status is passed through the CRD's own model before it is written (the apiserver
+    would prune what the schema lacks, and every later comparison would differ); nothing the
+    reconciler computes may be lost that way."""
+    cluster = _cluster()
+    failure = Failure("FailedCreateWorkerPod", "x")
+    status = build_status(cluster, 3, _running(cluster, 2), build_head_service(cluster), {},
+                          failure=failure, now=NOW)  # fmt: skip
+    assert set(status) == {
+        "observedGeneration", "readyWorkerReplicas", "availableWorkerReplicas",
+        "desiredWorkerReplicas", "minWorkerReplicas", "maxWorkerReplicas", "desiredCPU",
+        "desiredMemory", "desiredGPU", "desiredTPU", "head", "endpoints", "conditions", "state",
+        "stateTransitionTimes", "lastUpdateTime"}  # fmt: skip
+    assert set(status["head"]) == {"podName", "podIP", "serviceName", "serviceIP"}
+    fields = {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+    assert set(status["conditions"][0]) == fields
+    assert RayClusterStatus.model_validate(status).to_json() == status

@@ -23,6 +23,7 @@ from arenastack_operator.raycluster.spec import (
     CONDITION_SUSPENDED,
     CONDITION_SUSPENDING,
     INT32_MAX,
+    RayClusterStatus,
 )
 
 STATE_READY: Final = "ready"
@@ -135,9 +136,16 @@ def build_status(
     if transitions:
         status["stateTransitionTimes"] = transitions
     status["lastUpdateTime"] = previous.get("lastUpdateTime") or now
+    status = conform(status)
     if changed(previous, status):
         status["lastUpdateTime"] = now
     return status
+
+
+def conform(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status as the CRD's schema keeps it. The apiserver prunes unknown fields; writing one
+    would make every later comparison differ and every reconcile write again."""
+    return RayClusterStatus.model_validate(status).to_json()
 
 
 def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
