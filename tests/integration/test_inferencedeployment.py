@@ -210,6 +210,25 @@ def test_replica_larger_than_a_node_becomes_a_raycluster(cluster, operator, name
     assert st["rayCluster"] == "big-ray-0"
 
 
+def test_referenced_raycluster_is_joined_not_created(cluster, operator, namespace):
+    apply(cluster, namespace, manifest("onref", rayClusterRef={"name": "shared"},
+                                       engine={"tensorParallelSize": 16}))  # fmt: skip
+    deployment = wait_for(
+        "the engine Deployment", lambda: get(cluster, "deployment", namespace, "onref-engine")
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    script = container["args"][0]
+    assert script.startswith(
+        f"ray start --address=shared-head-svc.{namespace}.svc.cluster.local:6379 --num-gpus=0"
+    )
+    assert "--distributed-executor-backend ray" in script
+    assert names.GPU_RESOURCE not in json.dumps(container.get("resources") or {})
+    assert get(cluster, "raycluster", namespace) == []
+    st = wait_for("status", lambda: status(cluster, namespace, "onref").get("rayCluster")
+                  and status(cluster, namespace, "onref"))  # fmt: skip
+    assert st["rayCluster"] == "shared"
+
+
 INVALID = [
     pytest.param({"engine": {"extraArgs": ["--enforce-eager", "--port=9000", "--max_model_len",
                                            "9"]}},
