@@ -156,10 +156,11 @@ def counter(metrics_text: str, name: str) -> float:
 
 
 def tiny_spec(model: Path, name: str, **engine_fields: Any) -> InferenceDeploymentSpec:
+    engine_fields = {"maxModelLen": 512, "extraArgs": FAST_FLAGS, **engine_fields}
     return InferenceDeploymentSpec.model_validate(
         {
             "model": {"path": str(model), "servedModelName": name, "dtype": "float32"},
             "gpusPerReplica": 0,
-            "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS, **engine_fields},
+            "engine": engine_fields,
         }
     )
