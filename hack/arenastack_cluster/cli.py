@@ -40,13 +40,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", choices=PROFILES, default="kwok")
     demo_cmd = sub.add_parser("demo", help="the local stack with the chart and operator")
     demo_cmd.add_argument("action", choices=("up", "down"))
+    demo_cmd.add_argument(
+        "--profile",
+        choices=demo.PROFILES,
+        default="local",
+        help="local: pods run for real on a local node; kwok: simulated nodes",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.group == "demo":
-        return demo.main([args.action])
+        return demo.main(args.action, args.profile)
     cluster = LocalCluster(profile=args.profile)
     try:
         if args.action == "up":

@@ -1,23 +1,50 @@
-"""`arenastack demo up|down`: the local stack as a user would meet it.
+"""`arenastack demo up|down [--profile local|kwok]`: the stack as a user meets it.
 
-On the kwok profile pods are simulated and run nothing, so the chart is
-installed with no operator replicas and the operator runs beside it as a local
-process, under the chart's own ServiceAccount (a TokenRequest token), never as
-cluster admin.
+local (the default): a control plane plus a local node that runs pods as real
+processes. The chart is installed as a user would install it, so the operator
+runs as the chart's Deployment under its ServiceAccount; a RayCluster becomes a
+real Ray cluster and answers a job whose tasks run on its workers.
+
+kwok: simulated nodes, where pods run nothing; the chart is installed with no
+operator replicas and the operator runs beside it as a local process under the
+chart's ServiceAccount (a TokenRequest token), never as cluster admin.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
 from arenastack_cluster.processes import ClusterError, Process, free_port, wait_for
+from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
 RELEASE = "arenastack"
 NAMESPACE = "arenastack-system"
+DEMO_NAMESPACE = "demo"
 SAMPLE = REPO_ROOT / "operator" / "examples" / "raycluster-sample.yaml"
+SAMPLE_NAME = "demo"
+PROFILES = ("local", "kwok")
+
+# The job's driver runs on the head; its tasks are placed on the worker nodes in turn,
+# and each reports the pod it ran in (a pod's hostname is its name).
+JOB = """
+import ray, socket
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+ray.init()
+head = ray.get_runtime_context().get_node_id()
+workers = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != head)
+@ray.remote
+def square(x):
+    return x * x, socket.gethostname()
+refs = [square.options(scheduling_strategy=On(workers[i % len(workers)], soft=False)).remote(i)
+        for i in range(100)]
+out = ray.get(refs)
+print("sum of squares 0..99 =", sum(v for v, _ in out), "computed by tasks on",
+      sorted({h for _, h in out}))
+"""
 
 
 def _section(title: str) -> None:
@@ -32,10 +59,19 @@ def _http(url: str) -> tuple[int | None, str]:
         return None, ""
 
 
-def up() -> None:
-    cluster = LocalCluster(profile="kwok")
-    cluster.up()
-    _section(f"helm install {RELEASE} charts/arenastack (namespace {NAMESPACE})")
+def _our_metrics(url: str) -> str:
+    _, text = _http(url)
+    # The project's own series, less the histogram buckets and creation stamps.
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("arenastack_") and "_bucket{" not in line and "_created" not in line
+    ]
+    return "\n".join(lines)
+
+
+def _install_chart(cluster: LocalCluster, *values: str) -> None:
+    _section(f"helm upgrade --install {RELEASE} charts/arenastack -n {NAMESPACE}")
     proc = cluster.helm(
         "upgrade",
         "--install",
@@ -44,13 +80,61 @@ def up() -> None:
         "-n",
         NAMESPACE,
         "--create-namespace",
-        "--set",
-        "operator.replicas=0",
         "--wait",
+        "--timeout",
+        "300s",
+        *values,
     )
     print(proc.stdout.strip().split("NOTES:")[0].strip())
+    _section("kubectl get crds (the APIs the chart installed)")
+    print(cluster.kubectl("get", "crds", "-l", "app.kubernetes.io/part-of=arenastack").stdout)
 
-    _section("the operator, as the chart's ServiceAccount")
+
+def _apply_sample(cluster: LocalCluster) -> None:
+    cluster.kubectl("create", "namespace", DEMO_NAMESPACE, check=False)
+    _section(f"kubectl apply -n {DEMO_NAMESPACE} -f {SAMPLE.relative_to(REPO_ROOT)}")
+    print(cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(SAMPLE)).stdout.strip())
+
+
+def up_local() -> None:
+    cluster = LocalCluster(profile="local", pod_cidr=os.environ.get("ARENASTACK_POD_CIDR"))
+    cluster.up()
+    _install_chart(cluster)
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    operator_ip = pods[0]["status"]["podIP"]
+    print(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").stdout)
+
+    _apply_sample(cluster)
+    print("waiting for the Ray head and workers (about a minute)...", flush=True)
+    rc = wait_raycluster_ready(cluster, DEMO_NAMESPACE, SAMPLE_NAME, timeout=420)
+    head_ip = rc["status"]["head"]["podIP"]
+    _section("kubectl get rayclusters,pods -o wide")
+    print(cluster.kubectl("get", "rayclusters,pods", "-n", DEMO_NAMESPACE, "-o", "wide").stdout)
+
+    _section(f"a Ray job through the dashboard's Jobs API (http://{head_ip}:8265)")
+    job = run_job(head_ip, f"python -c '{JOB}'", timeout=300)
+    answer = [line for line in job.logs.splitlines() if line.startswith("sum of squares")]
+    print(f"job {job.submission_id}: {job.status}")
+    print(answer[0] if answer else job.logs[-2000:])
+    if job.status != "SUCCEEDED":
+        raise ClusterError(f"the demo's Ray job ended {job.status}")
+
+    _section(f"operator metrics (http://{operator_ip}:8080/metrics, ours only)")
+    print(_our_metrics(f"http://{operator_ip}:8080/metrics"))
+    _section("next")
+    print(
+        f"export KUBECONFIG={cluster.kubeconfig}\n"
+        f"kubectl get rayclusters -A; kubectl explain raycluster.spec\n"
+        f"Ray dashboard: http://{head_ip}:8265 (pod IPs are reachable from this machine)\n"
+        "make demo-down   # stop everything"
+    )
+
+
+def up_kwok() -> None:
+    cluster = LocalCluster(profile="kwok")
+    cluster.up()
+    _install_chart(cluster, "--set", "operator.replicas=0")
+    _section("the operator, as the chart's ServiceAccount (a local process: kwok pods run nothing)")
     operator = Process(cluster.state, "operator")
     meta_path = cluster.state / "operator.json"
     if not operator.alive():
@@ -78,38 +162,12 @@ def up() -> None:
     print(f"GET {health}/healthz -> {_http(f'{health}/healthz')[0]}")
     print(f"GET {health}/readyz  -> {_http(f'{health}/readyz')[0]}")
 
-    _section("kubectl get crds (the APIs the chart installed)")
-    print(
-        cluster.kubectl(
-            "get", "crds", "-l", "app.kubernetes.io/part-of=arenastack", "-o", "wide"
-        ).stdout.strip()
-        or cluster.kubectl("get", "crds").stdout.strip()
-    )
-    _section(f"kubectl apply -f {SAMPLE.relative_to(REPO_ROOT)}")
-    print(cluster.kubectl("apply", "-n", "default", "-f", str(SAMPLE)).stdout.strip())
-    wait_for(
-        "the operator to reconcile the sample",
-        lambda: (
-            cluster.kubectl(
-                "get",
-                "raycluster",
-                "demo",
-                "-n",
-                "default",
-                "-o",
-                "jsonpath={.status.observedGeneration}",
-            ).stdout.strip()
-            != ""
-        ),
-        60,
-        operator,
-    )
+    _apply_sample(cluster)
+    wait_raycluster_ready(cluster, DEMO_NAMESPACE, SAMPLE_NAME, timeout=120)
     _section("kubectl get arenastack -A")
     print(cluster.kubectl("get", "arenastack", "-A").stdout.strip())
-
-    _section(f"operator metrics (GET http://127.0.0.1:{ports['metrics']}/metrics, ours only)")
-    _, text = _http(f"http://127.0.0.1:{ports['metrics']}/metrics")
-    print("\n".join(line for line in text.splitlines() if line.startswith("arenastack_"))[:3000])
+    _section(f"operator metrics (http://127.0.0.1:{ports['metrics']}/metrics, ours only)")
+    print(_our_metrics(f"http://127.0.0.1:{ports['metrics']}/metrics"))
     _section("next")
     print(
         f"export KUBECONFIG={cluster.kubeconfig}\nkubectl explain raycluster.spec\n"
@@ -118,14 +176,21 @@ def up() -> None:
 
 
 def down() -> None:
-    cluster = LocalCluster(profile="kwok")
-    Process(cluster.state, "operator").stop()
-    cluster.down()
+    for profile in PROFILES:
+        cluster = LocalCluster(profile=profile)
+        Process(cluster.state, "operator").stop()
+        if cluster.state.exists():
+            cluster.down()
 
 
-def main(argv: list[str]) -> int:
+def main(action: str, profile: str) -> int:
     try:
-        down() if argv[:1] == ["down"] else up()
+        if action == "down":
+            down()
+        elif profile == "kwok":
+            up_kwok()
+        else:
+            up_local()
     except ClusterError as err:
         print(f"arenastack demo: {err}", file=sys.stderr)
         return 1
