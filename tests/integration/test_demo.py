@@ -47,10 +47,12 @@ def test_kwok_demo_shows_the_stack_and_down_stops_it(tmp_path):
 
 
 @pytest.mark.e2e
-def test_local_demo_runs_a_ray_job_on_the_workers(tmp_path):
+def test_local_demo_runs_a_ray_job_on_the_workers():
     """What `make demo` does: the chart's operator pod turns the sample into a real Ray
     cluster whose workers compute the job."""
-    state = tmp_path / "demo"
+    # Not under /tmp: the local node gives each container a private /tmp, which would
+    # hide a node state folder kept there from the container's own process wrapper.
+    state = REPO_ROOT / ".state" / f"test-demo-{os.getpid()}"
     try:
         proc = _demo("up", state, "local")
         assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
