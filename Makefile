@@ -7,10 +7,10 @@ ARENASTACK := $(VENV)/bin/arenastack
 PYTEST_ARGS ?=
 
 .PHONY: help setup apt venv toolchain runtimes lock crds crds-check lint fmt test test-unit \
-        test-integration demo demo-down cluster-up cluster-local cluster-down bench
+        test-integration test-e2e vllm-env demo demo-down cluster-up cluster-local cluster-down bench
 
 help: ## list the targets
-	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 apt: ## install the Debian packages the tests and demo need
 	@hack/apt.sh
@@ -51,8 +51,14 @@ test: setup lint ## install everything, then run the whole suite
 test-unit: venv ## unit tests only (no processes)
 	@$(VENV)/bin/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup ## tests against the real apiserver (simulated and local nodes)
 	@$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: setup ## real workloads: Ray and the CPU vLLM engine on the local node
+	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+vllm-env: venv ## the CPU vLLM environment (~5 GB, cached) as the local node's vllm runtime
+	@hack/vllm-env.sh --link-runtime
 
 cluster-up: setup ## start the local control plane (simulated nodes)
 	@$(ARENASTACK) cluster up
@@ -70,7 +76,8 @@ demo-down: ## stop what the demo started
 	@hack/demo.sh --down
 
 bench: ## run every benchmark (not part of make test)
-	@for b in tests/bench/bench_*.py; do $(PY) $$b || exit 1; done
+	@for b in $(filter-out tests/bench/bench_common.py,$(wildcard tests/bench/bench_*.py)); do \
+	  $(PY) $$b || exit 1; done
 
 bench-%: venv ## run one benchmark: make bench-<name>
 	@$(PY) tests/bench/bench_$*.py
