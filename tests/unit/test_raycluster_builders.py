@@ -33,7 +33,7 @@ from arenastack_operator.raycluster.render import dump, rayclusters, render
 from arenastack_operator.raycluster.service import build_head_service
 from arenastack_operator.raycluster.spec import RayClusterStatus
 from arenastack_operator.raycluster.status import Failure, build_status, changed
-from arenastack_operator.raycluster.workqueue import WorkQueue
+from arenastack_operator.workqueue import WorkQueue
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO.parent / "shared" / "compat" / "kuberay"

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -22,7 +21,7 @@ import aiohttp
 import kopf
 import pydantic
 
-from arenastack_operator import constants, kube, reconcile
+from arenastack_operator import constants, events, kube, reconcile
 from arenastack_operator.conditions import now_rfc3339
 from arenastack_operator.inferencedeployment import (
     engine,
@@ -36,8 +35,7 @@ from arenastack_operator.inferencedeployment import status as status_mod
 from arenastack_operator.inferencedeployment.autoscaler import Autoscaler
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 from arenastack_operator.inferencedeployment.workloads import Owner
-from arenastack_operator.metrics import OperatorMetrics
-from arenastack_operator.raycluster.kubeclient import (
+from arenastack_operator.kubeclient import (
     CONFLICT,
     NOT_FOUND,
     ApiError,
@@ -46,7 +44,8 @@ from arenastack_operator.raycluster.kubeclient import (
     group_path,
     object_path,
 )
-from arenastack_operator.raycluster.workqueue import WorkQueue
+from arenastack_operator.metrics import OperatorMetrics
+from arenastack_operator.workqueue import WorkQueue
 
 KIND = constants.INFERENCEDEPLOYMENT
 logger = logging.getLogger("arenastack_operator.inferencedeployment")
@@ -384,35 +383,7 @@ class Controller:
     # -- events ----------------------------------------------------------------------------------
 
     async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        meta = body["metadata"]
-        now = now_rfc3339()
-        event = {
-            "metadata": {
-                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
-                "namespace": meta["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": KIND.api_version,
-                "kind": KIND.kind,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": constants.OPERATOR_NAME},
-            "reportingComponent": constants.OPERATOR_NAME,
-            "reportingInstance": self.identity,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            await self.api.create(core_path(meta["namespace"], "events"), event)
-        except ApiError as e:
-            logger.warning("Event %s on %s/%s not recorded: %s", reason, meta["namespace"],
-                           meta["name"], e)  # fmt: skip
+        await events.record(self.api, KIND, body["metadata"], type_, reason, message, self.identity)
 
 
 def _replace(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -23,12 +22,9 @@ import kopf
 import pydantic
 from prometheus_client import Counter
 
-from arenastack_operator import constants, kube, reconcile
+from arenastack_operator import constants, events, kube, reconcile
 from arenastack_operator.conditions import now_rfc3339
-from arenastack_operator.metrics import NAMESPACE as METRICS_NAMESPACE
-from arenastack_operator.metrics import OperatorMetrics
-from arenastack_operator.raycluster import autoscaler, names, plan, podstate
-from arenastack_operator.raycluster.kubeclient import (
+from arenastack_operator.kubeclient import (
     CONFLICT,
     NOT_FOUND,
     ApiError,
@@ -37,6 +33,9 @@ from arenastack_operator.raycluster.kubeclient import (
     group_path,
     object_path,
 )
+from arenastack_operator.metrics import NAMESPACE as METRICS_NAMESPACE
+from arenastack_operator.metrics import OperatorMetrics
+from arenastack_operator.raycluster import autoscaler, names, plan, podstate
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
 from arenastack_operator.raycluster.resources import QuantityError
 from arenastack_operator.raycluster.service import build_head_service
@@ -47,7 +46,7 @@ from arenastack_operator.raycluster.status import (
     changed,
     merge_patch,
 )
-from arenastack_operator.raycluster.workqueue import WorkQueue
+from arenastack_operator.workqueue import WorkQueue
 
 KIND = constants.RAYCLUSTER
 logger = logging.getLogger("arenastack_operator.raycluster")
@@ -266,35 +265,7 @@ class Controller:
         await self._event(body, type_, reason, message)
 
     async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Record a Kubernetes event on the cluster; losing one is not worth failing for."""
-        meta = body["metadata"]
-        now = now_rfc3339()
-        event = {
-            "metadata": {
-                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
-                "namespace": meta["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": KIND.api_version,
-                "kind": KIND.kind,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": constants.OPERATOR_NAME},
-            "reportingComponent": constants.OPERATOR_NAME,
-            "reportingInstance": self.identity,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            await self.api.create(core_path(meta["namespace"], "events"), event)
-        except ApiError as e:
-            logger.warning("Event %s on %s/%s not recorded: %s", reason, *_key(body), e)
+        await events.record(self.api, KIND, body["metadata"], type_, reason, message, self.identity)
 
 
 def _key(body: Mapping[str, Any]) -> Key:
