@@ -10,13 +10,13 @@ soon as they are scheduled; the engine itself is exercised by tests/e2e.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kube_helpers import get, wait_for
 from operator_runner import OperatorProcess, OperatorRunner
 
 from arenastack_operator import constants
@@ -24,7 +24,6 @@ from arenastack_operator.inferencedeployment import names
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -38,30 +37,6 @@ def operator(
     process = runner.start()
     yield process
     runner.stop_all()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def get(cluster, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
-    args = ["get", kind, "-n", namespace, "-o", "json"]
-    if name:
-        args.insert(2, name)
-    if selector:
-        args += ["-l", selector]
-    proc = cluster.kubectl(*args, check=False)
-    if proc.returncode != 0:
-        return None
-    data = json.loads(proc.stdout)
-    return data["items"] if name is None else data
 
 
 def manifest(name: str, **spec: Any) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kube_helpers import get, wait_for
 from operator_runner import OperatorProcess, OperatorRunner
 
 from arenastack_cluster.nodes import KWOK_STATUS_ANNOTATION
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.integration
 
 COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "kuberay"
 SAMPLES = sorted(COMPAT.glob("*.yaml"))
-TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -54,30 +54,6 @@ def _operator_alive(request: pytest.FixtureRequest) -> None:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def get(cluster, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
-    args = ["get", kind, "-n", namespace, "-o", "json"]
-    if name:
-        args.insert(2, name)
-    if selector:
-        args += ["-l", selector]
-    proc = cluster.kubectl(*args, check=False)
-    if proc.returncode != 0:
-        return None
-    data = json.loads(proc.stdout)
-    return data["items"] if name is None else data
 
 
 def ray_pods(cluster, namespace: str, name: str, *, live: bool = True) -> list[dict[str, Any]]:
