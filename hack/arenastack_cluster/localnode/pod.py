@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from arenastack_cluster.localnode import mountpoints, network, volumes
-from arenastack_cluster.localnode.config import NodeConfig
+from arenastack_cluster.localnode.config import REPO_ROOT, NodeConfig
 from arenastack_cluster.localnode.container import ContainerRun, Terminated, rfc3339
 from arenastack_cluster.localnode.envresolve import (
     ConfigError,
@@ -352,6 +352,12 @@ class PodRunner(threading.Thread):
                 src.mkdir(parents=True, exist_ok=True)
                 src.chmod(0o1777)
                 mounts.append({"src": str(src), "dst": dst, "ro": False})
+        # A checkout (its runtimes) or a node state folder that itself lives under /tmp
+        # would vanish behind the private /tmp: bind them back at their own paths.
+        for needed in {REPO_ROOT.resolve(), self.svc.cfg.pods_dir.resolve()}:
+            for dst in private:
+                if dst not in taken and needed.is_relative_to(dst):
+                    mounts.append({"src": str(needed), "dst": str(needed), "ro": False})
         for vm in c.spec.get("volumeMounts") or []:
             if vm["name"] not in self.vols.paths:
                 raise ConfigError(f"volumeMount {vm['name']!r} names no volume of the pod")
