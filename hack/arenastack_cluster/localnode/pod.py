@@ -352,12 +352,6 @@ class PodRunner(threading.Thread):
                 src.mkdir(parents=True, exist_ok=True)
                 src.chmod(0o1777)
                 mounts.append({"src": str(src), "dst": dst, "ro": False})
-        # A checkout (its runtimes) or a node state folder that itself lives under /tmp
-        # would vanish behind the private /tmp: bind them back at their own paths.
-        for needed in {REPO_ROOT.resolve(), self.svc.cfg.pods_dir.resolve()}:
-            for dst in private:
-                if dst not in taken and needed.is_relative_to(dst):
-                    mounts.append({"src": str(needed), "dst": str(needed), "ro": False})
         for vm in c.spec.get("volumeMounts") or []:
             if vm["name"] not in self.vols.paths:
                 raise ConfigError(f"volumeMount {vm['name']!r} names no volume of the pod")
@@ -367,6 +361,12 @@ class PodRunner(threading.Thread):
                 if not src.exists():
                     src.mkdir(parents=True)
             mounts.append({"src": str(src), "dst": vm["mountPath"], "ro": bool(vm.get("readOnly"))})
+        # A checkout (its runtimes) or node state that itself lives under a path mounted
+        # over above (a private or volume /tmp, say) would vanish from the container and
+        # its own wrapper: bind them back at their own paths, last.
+        for needed in {REPO_ROOT.resolve(), self.svc.cfg.pods_dir.resolve()}:
+            if any(needed.is_relative_to(m["dst"]) for m in mounts):
+                mounts.append({"src": str(needed), "dst": str(needed), "ro": False})
         return mounts
 
     def _text_lookup(self, kind: str, ns: str, name: str) -> dict[str, str] | None:
