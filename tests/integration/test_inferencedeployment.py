@@ -25,7 +25,6 @@ from arenastack_operator.inferencedeployment import names
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture(scope="module")
 def operator(
     cluster, crds, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
