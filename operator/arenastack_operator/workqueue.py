@@ -9,7 +9,8 @@ after an exponential backoff, never in a hot loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import logging
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Final, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -87,3 +88,28 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+
+async def serve(
+    queue: WorkQueue[K],
+    reconcile: Callable[..., Awaitable[None]],
+    retriable: type[Exception],
+    logger: logging.Logger,
+    retry_level: Callable[[Exception], int] = lambda _: logging.INFO,
+) -> None:
+    """One worker: take a key, reconcile it, and on failure bring it back after the queue's
+    backoff. `retriable` errors are expected (a conflict, a pod not created yet) and logged at
+    `retry_level`; anything else is logged with its traceback."""
+    while True:
+        key = await queue.get()
+        try:
+            await reconcile(*key)
+            queue.forget(key)
+        except retriable as e:
+            delay = queue.retry(key)
+            logger.log(retry_level(e), "Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
+        except Exception:
+            delay = queue.retry(key)
+            logger.exception("Reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
+        finally:
+            queue.done(key)

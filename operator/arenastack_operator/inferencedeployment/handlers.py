@@ -45,7 +45,7 @@ from arenastack_operator.kubeclient import (
     object_path,
 )
 from arenastack_operator.metrics import OperatorMetrics
-from arenastack_operator.workqueue import WorkQueue
+from arenastack_operator.workqueue import WorkQueue, serve
 
 KIND = constants.INFERENCEDEPLOYMENT
 logger = logging.getLogger("arenastack_operator.inferencedeployment")
@@ -113,19 +113,7 @@ class Controller:
         await self.api.close()
 
     async def _work(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self._reconcile(*key)
-                self.queue.forget(key)
-            except RetryLater as e:
-                delay = self.queue.retry(key)
-                logger.info("Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
-            except Exception:
-                delay = self.queue.retry(key)
-                logger.exception("Reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
-            finally:
-                self.queue.done(key)
+        await serve(self.queue, self._reconcile, RetryLater, logger)
 
     # -- reconcile -------------------------------------------------------------------------------
 

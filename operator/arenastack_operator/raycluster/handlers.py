@@ -46,7 +46,7 @@ from arenastack_operator.raycluster.status import (
     changed,
     merge_patch,
 )
-from arenastack_operator.workqueue import WorkQueue
+from arenastack_operator.workqueue import WorkQueue, serve
 
 KIND = constants.RAYCLUSTER
 logger = logging.getLogger("arenastack_operator.raycluster")
@@ -61,6 +61,16 @@ Key = tuple[str, str]  # (namespace, name)
 
 class RetryLater(kopf.TemporaryError):
     """The reconcile hit something that may pass (409, 5xx, a pod that could not be created)."""
+
+
+def _retry_level(err: Exception) -> int:
+    """A write conflict is routine (another writer got there first); anything else warns."""
+    cause = err.__cause__
+    return (
+        logging.INFO
+        if isinstance(cause, ApiError) and cause.status == CONFLICT
+        else logging.WARNING
+    )
 
 
 def _cluster_path(namespace: str, name: str, status: bool = False) -> str:
@@ -88,22 +98,7 @@ class Controller:
         await self.api.close()
 
     async def _work(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self._reconcile(*key)
-                self.queue.forget(key)
-            except RetryLater as e:
-                delay = self.queue.retry(key)
-                cause = e.__cause__
-                conflict = isinstance(cause, ApiError) and cause.status == CONFLICT
-                level = logging.INFO if conflict else logging.WARNING
-                logger.log(level, "Reconcile of %s/%s retried in %.1fs: %s", *key, delay, e)
-            except Exception:
-                delay = self.queue.retry(key)
-                logger.exception("Reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
-            finally:
-                self.queue.done(key)
+        await serve(self.queue, self._reconcile, RetryLater, logger, _retry_level)
 
     # -- one reconcile -------------------------------------------------------------------------
 
