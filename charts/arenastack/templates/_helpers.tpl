@@ -27,3 +27,30 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
+
+{{- define "arenastack.arenaName" -}}
+{{- printf "%s-arena" (include "arenastack.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "arenastack.arenaSelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: arena
+{{- end -}}
+
+{{- /* SQLite keeps its file on a volume; PostgreSQL (a URL from a Secret) needs none. */ -}}
+{{- define "arenastack.arenaSqlite" -}}
+{{- if not .Values.arena.database.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- define "arenastack.arenaClaim" -}}
+{{- default (printf "%s-data" (include "arenastack.arenaName" .)) .Values.arena.persistence.existingClaim -}}
+{{- end -}}
+
+{{- define "arenastack.arenaSeedConfigMap" -}}
+{{- default (printf "%s-seed" (include "arenastack.arenaName" .)) .Values.arena.seedCounts.existingConfigMap -}}
+{{- end -}}
+
+{{- define "arenastack.arenaHasSeed" -}}
+{{- if or .Values.arena.seedCounts.json .Values.arena.seedCounts.existingConfigMap -}}true{{- end -}}
+{{- end -}}
