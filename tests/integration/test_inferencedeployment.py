@@ -184,6 +184,58 @@ def test_replica_larger_than_a_node_becomes_a_raycluster(cluster, operator, name
     assert st["rayCluster"] == "big-ray-0"
 
 
+def test_cpu_pipeline_stages_on_ray_nodes_become_a_raycluster(cluster, operator, namespace):
+    """`distributed: ray` without GPUs: one Ray node per pipeline stage, the engine on the head.
+    This is the multi-node case the local node cannot run for real: vLLM 0.32's CPU engine
+    refuses the Ray executor ("current platform cpu does not support ray"), so the generated
+    cluster and command are asserted here in full."""
+    apply(cluster, namespace, manifest(
+        "pp", gpusPerReplica=0, distributed="ray", image="vllm/vllm-openai:v0.32.0",
+        model={"path": "/models/tiny", "servedModelName": "tiny", "dtype": "float32"},
+        engine={"pipelineParallelSize": 2, "maxModelLen": 512},
+        resources={"limits": {"cpu": "1", "memory": "2Gi"}},
+    ))  # fmt: skip
+    ray = wait_for("the RayCluster", lambda: get(cluster, "raycluster", namespace, "pp-ray-0"))
+    assert ray["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    head_spec = ray["spec"]["headGroupSpec"]["template"]["spec"]
+    (head,) = head_spec["containers"]
+    assert head["image"] == "vllm/vllm-openai:v0.32.0"
+    assert head["command"] == ["bash", "-c"]
+    assert head["args"] == [
+        "ray start --head --port=6379 --dashboard-host=0.0.0.0 --num-gpus=0 && exec "
+        "python3 -m vllm.entrypoints.openai.api_server --model /models/tiny "
+        "--served-model-name tiny --host 0.0.0.0 --port 8000 --dtype float32 "
+        "--tensor-parallel-size 1 --pipeline-parallel-size 2 "
+        "--distributed-executor-backend ray --max-model-len 512"
+    ]
+    assert head["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
+    assert head["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    (group,) = ray["spec"]["workerGroupSpecs"]
+    assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (1, 1, 1)
+    (worker,) = group["template"]["spec"]["containers"]
+    assert worker["image"] == head["image"]
+    assert worker["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
+    assert "command" not in worker  # the RayCluster reconciler generates its `ray start`
+    assert get(cluster, "deployment", namespace, "pp-engine") is None
+
+    # What runs: the head pod keeps the engine command; the worker joins the head's GCS.
+    def ray_pods() -> dict[str, dict[str, Any]] | None:
+        pods = get(cluster, "pods", namespace, selector="ray.io/cluster=pp-ray-0") or []
+        by_type = {p["metadata"]["labels"]["ray.io/node-type"]: p for p in pods}
+        return by_type if set(by_type) == {"head", "worker"} else None
+
+    pods = wait_for("head and worker pods", ray_pods)
+    assert pods["head"]["spec"]["containers"][0]["args"] == head["args"]
+    worker_script = " ".join(pods["worker"]["spec"]["containers"][0]["args"])
+    assert f"ray start --address=pp-ray-0-head-svc.{namespace}.svc.cluster.local:6379" in (
+        worker_script
+    )
+    assert "--num-cpus=1" in worker_script and "--block" in worker_script
+    st = wait_for("status", lambda: status(cluster, namespace, "pp").get("rayCluster")
+                  and status(cluster, namespace, "pp"))  # fmt: skip
+    assert st["rayCluster"] == "pp-ray-0"
+
+
 def test_referenced_raycluster_is_joined_not_created(cluster, operator, namespace):
     apply(cluster, namespace, manifest("onref", rayClusterRef={"name": "shared"},
                                        engine={"tensorParallelSize": 16}))  # fmt: skip
