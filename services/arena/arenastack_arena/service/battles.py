@@ -179,6 +179,7 @@ class BattleService:
                     self.settings.upstream_first_token_timeout_s,
                     self.settings.upstream_timeout_s,
                     self.settings.max_answer_chars,
+                    self.settings.max_answer_tokens,
                 ):
                     texts[side] += delta
                     await queue.put(("delta", {"side": SIDES[side], "text": delta}))

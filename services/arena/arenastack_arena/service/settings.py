@@ -24,6 +24,9 @@ class Settings:
     upstream_timeout_s: float = 120.0
     upstream_first_token_timeout_s: float = 30.0
     max_answer_chars: int = 64_000
+    # Sent as max_tokens. Unset, an endpoint may fill its whole context with one answer and
+    # then refuse the conversation's next turn (HTTP 400 from vLLM past max_model_len).
+    max_answer_tokens: int | None = None
     leaderboard_refresh_s: float = 5.0
     leaderboard_bootstrap_rounds: int = 100
     leaderboard_anchor: str | None = None

@@ -26,10 +26,13 @@ async def stream_chat(
     first_token_timeout: float,
     total_timeout: float,
     max_chars: int,
+    max_tokens: int | None = None,
 ) -> AsyncIterator[str]:
     """Yields text deltas; raises UpstreamError on any failure."""
     url = model.endpoint.rstrip("/") + "/chat/completions"
-    body = {"model": model.upstream_model, "messages": messages, "stream": True}
+    body: dict[str, object] = {"model": model.upstream_model, "messages": messages, "stream": True}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     timeout = aiohttp.ClientTimeout(total=total_timeout, sock_read=first_token_timeout)
     received = 0
     started = time.monotonic()
