@@ -66,7 +66,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _with_address(args: list[str], host: str, port: int) -> list[str]:
+def with_address(args: list[str], host: str, port: int) -> list[str]:
     result = list(args)
     result[result.index("--host") + 1] = host
     result[result.index("--port") + 1] = str(port)
@@ -111,10 +111,12 @@ class Process:
         return httpx.get(self.url + names.METRICS_PATH, timeout=5.0).text
 
 
-def _spawn(argv: list[str], env: dict[str, str], url: str, log: Path) -> Process:
+def spawn(
+    argv: list[str], env: dict[str, str], url: str, log: Path, cwd: str | None = None
+) -> Process:
     with log.open("wb") as out:
         # A session of its own, so stop() ends the engine's whole process group.
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True)  # fmt: skip
     return Process(proc, url, log, argv)
 
@@ -124,26 +126,24 @@ def start_engine(
 ) -> Process:
     """The operator's engine command for `spec`, as a local process on a free port."""
     port = free_port()
-    args = _with_address(engine.engine_args(spec, engine.default_executor(spec)), "127.0.0.1", port)
+    args = with_address(engine.engine_args(spec, engine.default_executor(spec)), "127.0.0.1", port)
     argv = [str(python), *engine.engine_command()[1:], *args]
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
            "VLLM_CACHE_ROOT": str(REPO / ".state" / "vllm-cache")}  # fmt: skip
     env.pop("VLLM_CPU_KVCACHE_SPACE", None)  # it overrides --kv-cache-memory-bytes
     if core is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
-    return _spawn(argv, env, f"http://127.0.0.1:{port}", workdir / f"engine-{port}.log")
+    return spawn(argv, env, f"http://127.0.0.1:{port}", workdir / f"engine-{port}.log")
 
 
 def start_router(python: Path, args: list[str], workdir: Path) -> Process:
     """vllm-router with the operator's arguments (router_args), on a local address."""
     port = free_port()
-    args = _with_address(args, "127.0.0.1", port)
+    args = with_address(args, "127.0.0.1", port)
     args[args.index("--prometheus-port") + 1] = str(free_port())
     args[args.index("--prometheus-host") + 1] = "127.0.0.1"
     argv = [str(python.parent / names.ROUTER_COMMAND), *args]
-    return _spawn(
-        argv, dict(os.environ), f"http://127.0.0.1:{port}", workdir / f"router-{port}.log"
-    )
+    return spawn(argv, dict(os.environ), f"http://127.0.0.1:{port}", workdir / f"router-{port}.log")
 
 
 def counter(metrics_text: str, name: str) -> float:
