@@ -42,6 +42,7 @@ ROUTER_TIMEOUT_S = 120.0
 ARENA_TIMEOUT_S = 300.0
 TOP_ROWS = 10
 PROMPT = "Say hello to the arena."
+MAX_ANSWER_TOKENS = 64
 
 
 def _section(title: str) -> None:
@@ -184,6 +185,8 @@ def arena_values(models: list[dict[str, str]]) -> dict[str, Any]:
             "adminToken": {"existingSecret": ADMIN_SECRET, "key": ADMIN_SECRET_KEY},
             "leaderboard": {"anchor": ANCHOR, "anchorRating": ANCHOR_RATING},
             "models": models,
+            # The tiny models' context is 512 tokens: short answers leave room for more turns.
+            "env": {"ARENA_MAX_ANSWER_TOKENS": MAX_ANSWER_TOKENS},
         }
     }
 
