@@ -211,6 +211,25 @@ def test_autoscaler_v2_sidecar_options_and_restart_policy() -> None:
     assert worker["spec"]["restartPolicy"] == "Never"
 
 
+@pytest.mark.parametrize(
+    ("options", "head_env"),
+    [({"version": "v1"}, "false"), ({"version": "v2"}, "true"), ({}, None), (None, None)],
+)
+def test_autoscaler_version_is_told_to_ray(
+    options: dict[str, Any] | None, head_env: str | None
+) -> None:
+    """Ray on KubeRay-made pods starts v2 unless told otherwise: an explicit v1 says so,
+    an unset version leaves the choice to Ray."""
+    extra: dict[str, Any] = {"enableInTreeAutoscaling": True}
+    if options is not None:
+        extra["autoscalerOptions"] = options
+    cluster = _cluster(**extra)
+    head = build_head_pod(cluster)
+    assert _env(head["spec"]["containers"][0]).get("RAY_enable_autoscaler_v2") == head_env
+    worker = build_worker_pod(cluster, cluster.worker_groups[0])
+    assert "RAY_enable_autoscaler_v2" not in _env(worker["spec"]["containers"][0])
+
+
 def test_logical_resources_and_labels_override_start_params() -> None:
     body = _body()
     group = body["spec"]["workerGroupSpecs"][0]

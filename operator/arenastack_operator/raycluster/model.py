@@ -82,6 +82,12 @@ class Cluster:
         return value is not None and value.lower() in _TRUE
 
     @property
+    def autoscaler_v1(self) -> bool:
+        """Explicitly chosen v1 (autoscalerOptions.version)."""
+        options = self.spec.autoscaler_options
+        return self.autoscaling and options is not None and options.version == "v1"
+
+    @property
     def head_container(self) -> Mapping[str, Any]:
         return self.spec.head_group_spec.template["spec"]["containers"][0]
 

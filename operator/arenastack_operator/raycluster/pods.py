@@ -263,6 +263,10 @@ def _head_env(cluster: Cluster) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     if cluster.autoscaler_v2:
         env.append({"name": ENV_AUTOSCALER_V2, "value": "true"})
+    elif cluster.autoscaler_v1:
+        # `ray start --head` (Ray >= 2.47) turns v2 on by itself when it sees the KubeRay
+        # environment (RAY_CLOUD_INSTANCE_ID, RAY_NODE_TYPE_NAME), so v1 must be asked for.
+        env.append({"name": ENV_AUTOSCALER_V2, "value": "false"})
     ft = cluster.spec.gcs_fault_tolerance_options
     if ft is not None:
         if ft.redis_address:
