@@ -396,7 +396,7 @@ def test_kv_cache_and_ttft_metrics() -> None:
 
 
 def test_scale_to_zero_only_when_idle_and_allowed() -> None:
-    s = scaler(minReplicas=0, scaleToZero=True, scaleDownStabilizationSeconds=0)
+    s = scaler(minReplicas=0, scaleToZero=True, scaleToZeroIdleSeconds=0)
     assert s.decide(1, {"a": sample(running=1)}, now=0).replicas == 1
     assert s.decide(1, {"a": sample()}, now=1).replicas == 0
     keep = scaler(minReplicas=1, scaleDownStabilizationSeconds=0)

@@ -3,8 +3,12 @@
 desired = ceil(current x value / target), unchanged within a tolerance; then stabilised: a
 scale-up goes to the lowest recommendation of the up-window, a scale-down to the highest of the
 down-window, so a short burst scales up at once (window 0) and a lull must last before replicas
-go. Scale to zero happens only when allowed and nothing is running or waiting. Pure: the caller
-feeds readings and the clock.
+go. Pure: the caller feeds readings and the clock.
+
+Scale to zero (when allowed) follows requests rather than the metric, as Knative and KEDA do:
+the last replica goes once no request has reached the router or an engine for the idle window,
+and at zero, where no engine can be read, requests seen at the router (routermetrics) bring one
+replica (or minReplicas) back at once.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from arenastack_operator.inferencedeployment import enginemetrics
+from arenastack_operator.inferencedeployment import enginemetrics, routermetrics
 from arenastack_operator.inferencedeployment.enginemetrics import Sample
+from arenastack_operator.inferencedeployment.routermetrics import NO_DEMAND, Demand, RouterSample
 from arenastack_operator.inferencedeployment.spec import AutoscalingSpec
 
 TOLERANCE: Final = 0.1  # HPA's default: within 10% of the target nothing changes
@@ -59,18 +64,57 @@ def raw_recommendation(current: int, value: float, target: float) -> int:
 @dataclass
 class Autoscaler:
     """Decision state of one InferenceDeployment (kept in memory: a restarted operator starts
-    with empty windows, which only delays a scale-down)."""
+    with empty windows and counts the idle time afresh, which only delays a scale-down)."""
 
     spec: AutoscalingSpec
     history: list[tuple[float, int]] = field(default_factory=list)
     previous: dict[str, Sample] = field(default_factory=dict)
+    previous_router: dict[str, RouterSample] | None = None
+    last_request: float | None = None  # when a request was last seen (monotonic clock)
 
-    def decide(self, current: int, samples: Mapping[str, Sample], now: float) -> Decision:
+    def observe_router(self, readings: Mapping[str, RouterSample]) -> Demand:
+        """Requests at the routers since their previous reading."""
+        demand = routermetrics.demand(readings, self.previous_router)
+        self.previous_router = dict(readings)
+        return demand
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last_request if self.last_request is not None else 0.0
+
+    def decide(
+        self,
+        current: int,
+        samples: Mapping[str, Sample],
+        now: float,
+        demand: Demand = NO_DEMAND,
+    ) -> Decision:
         spec = self.spec
+        active = (
+            demand.active
+            or any(s.busy for s in samples.values())
+            or enginemetrics.finished_since(samples, self.previous) > 0
+        )
+        if active or self.last_request is None:
+            self.last_request = now
+        if current == 0:
+            self.previous = dict(samples)
+            return self._from_zero(demand)
+        if not samples:
+            # Replicas exist but none answered (still loading): nothing to decide on, and the
+            # idle window starts only once they serve.
+            self.last_request = now
+            return Decision(current, 0.0, "no replica answered its /metrics", current)
         value = metric_value(spec, samples, self.previous)
         self.previous = dict(samples)
-        busy = any(s.waiting > 0 or s.running > 0 for s in samples.values())
-        floor = 0 if spec.scale_to_zero and not busy else max(spec.min_replicas, 1)
+        idle = self.idle_for(now)
+        if spec.scale_to_zero and not active and idle >= spec.scale_to_zero_idle_seconds:
+            reason = (
+                f"no request for {idle:.0f}s (scaleToZeroIdleSeconds "
+                f"{spec.scale_to_zero_idle_seconds}): {current} -> 0"
+            )
+            self.history.clear()
+            return Decision(0, value, reason, 0)
+        floor = max(spec.min_replicas, 1)
         recommendation = raw_recommendation(current, value, spec.target)
         recommendation = min(max(recommendation, floor), spec.max_replicas)
 
@@ -91,3 +135,17 @@ class Autoscaler:
             f"recommend {recommendation}, stabilised {current} -> {replicas}"
         )
         return Decision(replicas, value, reason, recommendation)
+
+    def _from_zero(self, demand: Demand) -> Decision:
+        """At zero only the router can show demand; any request there brings replicas back,
+        with no stabilisation (a held request is waiting for them)."""
+        spec = self.spec
+        floor = spec.min_replicas if spec.scale_to_zero else max(spec.min_replicas, 1)
+        if not demand.active:
+            return Decision(floor, 0.0, f"no request at the router: 0 -> {floor}", floor)
+        replicas = min(max(spec.min_replicas, 1), spec.max_replicas)
+        reason = (
+            f"requests at the router with no replica ({demand.without_replica:g} attempts "
+            f"without one, {demand.routed:g} routed): 0 -> {replicas}"
+        )
+        return Decision(replicas, 0.0, reason, replicas)

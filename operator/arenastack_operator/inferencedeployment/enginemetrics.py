@@ -5,9 +5,9 @@ autoscaler decides on. Parsing is pure; `scrape` is the one network call.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,7 +16,9 @@ WAITING: Final = "vllm:num_requests_waiting"
 RUNNING: Final = "vllm:num_requests_running"
 KV_CACHE_USAGE: Final = "vllm:kv_cache_usage_perc"
 TTFT: Final = "vllm:time_to_first_token_seconds"
+FINISHED: Final = "vllm:request_success_total"
 SCRAPE_TIMEOUT_S: Final = 3.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,15 @@ class Sample:
     running: float = 0.0
     kv_cache_usage: float = 0.0
     ttft: Histogram = field(default_factory=Histogram)
+    finished: float = 0.0  # requests finished since the engine started (a counter)
+
+    @property
+    def busy(self) -> bool:
+        return self.waiting > 0 or self.running > 0
 
 
 def parse(text: str) -> Sample:
-    waiting = running = kv = 0.0
+    waiting = running = kv = finished = 0.0
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -86,10 +93,29 @@ def parse(text: str) -> Sample:
                 running += s.value
             elif s.name == KV_CACHE_USAGE:
                 kv = max(kv, s.value)
+            elif s.name == FINISHED:
+                finished += s.value
             elif s.name == f"{TTFT}_bucket":
                 le = float(s.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + s.value
-    return Sample(waiting, running, kv, Histogram(tuple(sorted(buckets.items()))))
+    return Sample(waiting, running, kv, Histogram(tuple(sorted(buckets.items()))), finished)
+
+
+def growth(now: float, before: float | None) -> float:
+    """A counter's increase; a counter that went back (its process restarted) counts from 0."""
+    if before is None:
+        return 0.0
+    return now - before if now >= before else now
+
+
+def finished_since(now: Mapping[str, Sample], before: Mapping[str, Sample]) -> float:
+    """Requests the replicas finished since the previous reading (a replica new since then
+    counts whole, unless there was no previous reading at all)."""
+    if not before:
+        return 0.0
+    return sum(
+        growth(s.finished, before[r].finished if r in before else 0.0) for r, s in now.items()
+    )
 
 
 def merged_ttft(now: Mapping[str, Sample], before: Mapping[str, Sample]) -> Histogram:
@@ -101,23 +127,28 @@ def merged_ttft(now: Mapping[str, Sample], before: Mapping[str, Sample]) -> Hist
     return total
 
 
-async def scrape(session: aiohttp.ClientSession, url: str) -> Sample:
+async def scrape(session: aiohttp.ClientSession, url: str, parser: Callable[[str], T]) -> T:
     timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
     async with session.get(url, timeout=timeout) as response:
         response.raise_for_status()
-        return parse(await response.text())
+        return parser(await response.text())
+
+
+async def fetch_all(urls: Mapping[str, str], parser: Callable[[str], T]) -> dict[str, T]:
+    """Parsed /metrics of the pods that answered, by pod name."""
+    result: dict[str, T] = {}
+    async with aiohttp.ClientSession() as session:
+        for pod, url in urls.items():
+            try:
+                result[pod] = await scrape(session, url, parser)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue  # a pod that does not answer has no say this round
+    return result
 
 
 async def scrape_all(urls: Mapping[str, str]) -> dict[str, Sample]:
     """Readings of the replicas that answered, by replica name."""
-    result: dict[str, Sample] = {}
-    async with aiohttp.ClientSession() as session:
-        for replica, url in urls.items():
-            try:
-                result[replica] = await scrape(session, url)
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                continue  # a replica that does not answer has no say this round
-    return result
+    return await fetch_all(urls, parse)
 
 
 def mean(values: Sequence[float]) -> float:

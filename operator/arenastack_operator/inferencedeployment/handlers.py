@@ -2,7 +2,8 @@
 
 As for RayCluster, events only queue the deployment's key; a worker reconciles it from fresh
 reads (spec -> topology -> builders -> create or patch what differs -> status written only when
-it changed). A loop reads the ready replicas' /metrics for deployments with autoscaling, decides
+it changed). A loop reads the ready replicas' /metrics for deployments with autoscaling (and,
+with scaleToZero, the router's, the only demand visible at zero replicas), decides
 (autoscaler.py), and records the new replica count in status.replicas, which the next reconcile
 applies.
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,11 +30,13 @@ from arenastack_operator.inferencedeployment import (
     enginemetrics,
     lora,
     names,
+    routermetrics,
     topology,
     workloads,
 )
 from arenastack_operator.inferencedeployment import status as status_mod
 from arenastack_operator.inferencedeployment.autoscaler import Autoscaler
+from arenastack_operator.inferencedeployment.routermetrics import NO_DEMAND
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 from arenastack_operator.inferencedeployment.workloads import Owner
 from arenastack_operator.kubeclient import (
@@ -215,7 +219,10 @@ class Controller:
         return topology.largest_node_gpus(nodes.get("items") or [], spec.node_selector or {})
 
     async def _engine_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        selector = names.selector_labels(name, names.COMPONENT_ENGINE)
+        return await self._pods(namespace, name, names.COMPONENT_ENGINE)
+
+    async def _pods(self, namespace: str, name: str, component: str) -> list[dict[str, Any]]:
+        selector = names.selector_labels(name, component)
         text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         return await self.api.list(core_path(namespace, "pods"), text)
 
@@ -341,21 +348,30 @@ class Controller:
             return
         previous = body.get("status") or {}
         current = int(previous.get("replicas") or 0)
-        pods = [p for p in await self._engine_pods(namespace, name) if status_mod.is_ready(p)]
-        urls = {
-            p["metadata"]["name"]: f"http://{p['status']['podIP']}:{names.ENGINE_PORT}"
-            f"{names.METRICS_PATH}"
-            for p in pods
-            if (p.get("status") or {}).get("podIP")
-        }
-        samples = await enginemetrics.scrape_all(urls)
-        if not samples:
-            return  # nothing to decide on: keep the count
-        decision = scaler.decide(current, samples, time.monotonic())
+        engines = [p for p in await self._engine_pods(namespace, name) if status_mod.is_ready(p)]
+        samples = await enginemetrics.scrape_all(
+            _metrics_urls(engines, names.ENGINE_PORT, names.METRICS_PATH)
+        )
+        demand = NO_DEMAND
+        if scaler.spec.scale_to_zero:
+            routers = await self._pods(namespace, name, names.COMPONENT_ROUTER)
+            readings = await enginemetrics.fetch_all(
+                _metrics_urls(routers, names.ROUTER_METRICS_PORT, names.METRICS_PATH),
+                routermetrics.parse,
+            )
+            demand = scaler.observe_router(readings)
+        # Replicas that are still starting give no samples: the count is kept, the demand noted.
+        decision = scaler.decide(current, samples, time.monotonic(), demand)
         now = now_rfc3339()
-        patch: dict[str, Any] = {
-            "observedMetric": {"name": scaler.spec.metric, "value": decision.value, "time": now}
-        }
+        patch: dict[str, Any] = {}
+        if samples:
+            patch["observedMetric"] = {
+                "name": scaler.spec.metric, "value": decision.value, "time": now
+            }  # fmt: skip
+        if scaler.spec.scale_to_zero:
+            patch["observedDemand"] = status_mod.observed_demand(
+                demand, scaler.idle_for(time.monotonic()), datetime.now(UTC)
+            )
         if decision.changes(current):
             patch["replicas"] = decision.replicas
             patch["lastScalingDecision"] = {
@@ -366,12 +382,22 @@ class Controller:
             }
             logger.info("Scaling %s/%s: %s", namespace, name, decision.reason)
             await self._event(body, "Normal", "Scaled", decision.reason)
-        await self._patch_status(namespace, name, patch)
+        if patch:
+            await self._patch_status(namespace, name, patch)
 
     # -- events ----------------------------------------------------------------------------------
 
     async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         await events.record(self.api, KIND, body["metadata"], type_, reason, message, self.identity)
+
+
+def _metrics_urls(pods: list[dict[str, Any]], port: int, path: str) -> dict[str, str]:
+    """/metrics URLs of the pods that have an address and are not stopping, by pod name."""
+    return {
+        p["metadata"]["name"]: f"http://{p['status']['podIP']}:{port}{path}"
+        for p in pods
+        if (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")
+    }
 
 
 def _replace(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -345,7 +345,22 @@ class AutoscalingSpec(ApiModel):
     scale_down_stabilization_seconds: NonNegativeInt32 = Field(
         default=300, description="Window over which scale-down takes the highest recommendation."
     )
-    scale_to_zero: bool = Field(default=False, description="Allow zero replicas when idle.")
+    scale_to_zero: bool = Field(
+        default=False,
+        description="Allow zero replicas when idle. The router stays up; a request reaching it "
+        "at zero replicas starts one (read from the router's own /metrics) and is held while "
+        "it starts.",
+    )
+    scale_to_zero_idle_seconds: NonNegativeInt32 = Field(
+        default=300,
+        description="With scaleToZero: how long no request may reach the router or an engine "
+        "before the last replica goes.",
+    )
+    activation_timeout_seconds: PositiveInt32 = Field(
+        default=300,
+        description="With scaleToZero and the router: how long the router holds a request that "
+        "finds no replica, retrying until one has started (a cold start), before answering 503.",
+    )
 
 
 class RouterSpec(ApiModel):
@@ -454,6 +469,20 @@ class ScalingDecision(ApiModel):
     reason: str = Field(description="Why.", max_length=1024)
 
 
+class ObservedDemand(ApiModel):
+    """Requests seen at the router, the signal that scales up from zero replicas."""
+
+    requests: float = Field(description="Requests routed to a replica since the last reading.")
+    without_replica: float = Field(
+        description="Attempts that found no replica since the last reading (the router retries "
+        "a held request, so one request may count several times)."
+    )
+    last_request_time: Timestamp | None = Field(
+        default=None, description="When a request was last seen at the router or an engine."
+    )
+    time: Timestamp = Field(description="When the router was read.")
+
+
 class InferenceDeploymentStatus(ApiModel):
     """Observed state of the deployment."""
 
@@ -471,6 +500,9 @@ class InferenceDeploymentStatus(ApiModel):
     )
     last_scaling_decision: ScalingDecision | None = Field(
         default=None, description="Last autoscaling decision."
+    )
+    observed_demand: ObservedDemand | None = Field(
+        default=None, description="Last reading of the router's requests (with scaleToZero)."
     )
     conditions: Conditions | None = None
     observed_generation: Int64 | None = Field(

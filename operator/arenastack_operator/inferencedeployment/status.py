@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from arenastack_operator import constants
-from arenastack_operator.conditions import upsert_condition
+from arenastack_operator.conditions import rfc3339, upsert_condition
 from arenastack_operator.inferencedeployment import names
+from arenastack_operator.inferencedeployment.routermetrics import Demand
 from arenastack_operator.inferencedeployment.topology import REASON_INSUFFICIENT_GPU
 
 REASON_INVALID_SPEC: Final = "InvalidSpec"
@@ -21,6 +23,8 @@ REASON_ROLLING_OUT: Final = "RollingOut"
 REASON_STABLE: Final = "Stable"
 REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
 UNSCHEDULABLE: Final = "Unschedulable"
+# Written by the autoscaler, kept by the reconciler.
+AUTOSCALER_FIELDS: Final = ("observedMetric", "lastScalingDecision", "observedDemand")
 # A container restarted this often without becoming ready has failed to load its model.
 LOAD_FAILURE_RESTARTS: Final = 1
 
@@ -100,9 +104,7 @@ def build_status(
         elif (failure := load_failure(live)) is not None:
             problem = Problem(REASON_MODEL_LOAD_FAILED, failure)
 
-    status: dict[str, Any] = {
-        k: v for k, v in previous.items() if k in ("observedMetric", "lastScalingDecision")
-    }
+    status: dict[str, Any] = {k: v for k, v in previous.items() if k in AUTOSCALER_FIELDS}
     status.update(
         {
             "observedGeneration": generation,
@@ -153,6 +155,16 @@ def build_status(
         )
     status["conditions"] = conditions
     return status
+
+
+def observed_demand(demand: Demand, idle_s: float, now: datetime) -> dict[str, Any]:
+    """status.observedDemand: the router's requests since its previous reading."""
+    return {
+        "requests": demand.routed,
+        "withoutReplica": demand.without_replica,
+        "lastRequestTime": rfc3339(now - timedelta(seconds=idle_s)),
+        "time": rfc3339(now),
+    }
 
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,12 @@ RAY_WORKER_CONTAINER: Final = "ray-worker"
 KUBERAY_OVERWRITE_COMMAND: Final = "ray.io/overwrite-container-cmd"
 MAX_SURGE: Final = 1
 ROUTER_READINESS_PERIOD_S: Final = 2
+# With scale to zero the router holds a request that finds no replica by retrying it with these
+# backoffs until autoscaling.activationTimeoutSeconds has passed (vllm-router retries "no
+# available workers"; it finds the new replica through its own discovery).
+HOLD_INITIAL_BACKOFF_MS: Final = 500
+HOLD_MAX_BACKOFF_MS: Final = 5000
+HOLD_BACKOFF_MULTIPLIER: Final = 2
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,26 @@ def router_args(
         ]  # fmt: skip
     else:
         args += ["--worker-urls", *(worker_urls or [])]
+    scaling = spec.autoscaling
+    if scaling is not None and scaling.scale_to_zero:
+        args += [
+            "--retry-max-retries", str(hold_attempts(scaling.activation_timeout_seconds)),
+            "--retry-initial-backoff-ms", str(HOLD_INITIAL_BACKOFF_MS),
+            "--retry-max-backoff-ms", str(HOLD_MAX_BACKOFF_MS),
+            "--retry-backoff-multiplier", str(HOLD_BACKOFF_MULTIPLIER),
+        ]  # fmt: skip
     return args
+
+
+def hold_attempts(seconds: int) -> int:
+    """vllm-router's --retry-max-retries (attempts, the first included) whose backoffs add up
+    to at least `seconds`."""
+    attempts, waited_ms, backoff_ms = 1, 0, HOLD_INITIAL_BACKOFF_MS
+    while waited_ms < seconds * 1000:
+        waited_ms += backoff_ms
+        backoff_ms = min(backoff_ms * HOLD_BACKOFF_MULTIPLIER, HOLD_MAX_BACKOFF_MS)
+        attempts += 1
+    return attempts
 
 
 def router_deployment(
