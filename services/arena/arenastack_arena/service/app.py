@@ -7,7 +7,6 @@ import contextlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +24,7 @@ from arenastack_arena.service.battles import BattleError, BattleService
 from arenastack_arena.service.boards import OVERALL, STYLE_SUFFIX, LeaderboardCache
 from arenastack_arena.service.db import Database, DatabaseError
 from arenastack_arena.service.exchange import VoteImportError, parse_lines, vote_to_line
-from arenastack_arena.service.metrics import Metrics
+from arenastack_arena.service.metrics import LatencyMiddleware, Metrics
 from arenastack_arena.service.protection import (
     BodyLimitMiddleware,
     RateLimiter,
@@ -108,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     db = Database(settings.database_url)
     db.on_error = lambda op: metrics.db_errors.labels(op).inc()
+    db.on_commit = metrics.observe_commit
     store = Store(db)
     seed = load_leaderbot_json(settings.seed_counts_file) if settings.seed_counts_file else None
     boards = LeaderboardCache(store, settings, metrics, seed)
@@ -154,16 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits={"/api/admin/import": settings.max_import_bytes},
     )
     app.add_middleware(SecurityHeadersMiddleware)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.request_latency.labels(
-            getattr(route, "path", "unmatched"), request.method, str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(LatencyMiddleware, histogram=metrics.request_latency)
 
     @app.exception_handler(BattleError)
     async def battle_error(request: Request, err: BattleError) -> JSONResponse:
@@ -181,7 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return request.client.host if request.client else "unknown"
 
     def limited(limiter: RateLimiter, bucket: str) -> Any:
-        def check(request: Request) -> str:
+        # async: FastAPI runs a plain ``def`` dependency in a worker thread.
+        async def check(request: Request) -> str:
             client = client_of(request)
             if not limiter.allow(client):
                 metrics.rate_limited.labels(bucket).inc()
@@ -190,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return Depends(check)
 
-    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         if not settings.admin_token:
             raise HTTPException(403, "admin API disabled: set ARENA_ADMIN_TOKEN")
         token = (authorization or "").removeprefix("Bearer ").strip()

@@ -1,8 +1,19 @@
 """The leaderboard cache: recomputed in the background after new votes.
 
-Voting only bumps a counter; a background task notices the change, reads the
-vote counts grouped by (category, pair, outcome), refits and swaps the cached
-boards. Requests always read the last finished boards and never wait.
+Voting only bumps a counter; a background task notices the change and has a
+worker process read the vote counts per (category, pair, outcome) from the
+``vote_counts`` table, refit and send back the boards, which it swaps in.
+Requests always read the last finished boards and never wait.
+
+``vote_counts`` is kept in the same transaction as every vote insert, so the
+plain boards cost the same at a million votes as at a thousand: a few
+thousand count rows and a fit. The style-controlled board cannot use counts
+(its covariates are per battle: answer lengths and markdown), so it is refit
+from the latest ``style_max_votes`` votes on its own, slower schedule
+(``style_refresh_s``), and the plain boards never wait for it.
+
+The worker reads the database itself: rows fetched in the service process
+would each hand the GIL back and forth with the event loop that serves votes.
 """
 
 from __future__ import annotations
@@ -28,9 +39,10 @@ from arenastack_arena.ratings import (
     predicted_win_rates,
 )
 from arenastack_arena.ratings.counts import from_pair_table
+from arenastack_arena.service.db import Database
 from arenastack_arena.service.metrics import Metrics
 from arenastack_arena.service.settings import Settings
-from arenastack_arena.service.store import Store
+from arenastack_arena.service.store import Store, outcome_counts, styled_votes
 
 log = logging.getLogger(__name__)
 OVERALL = "overall"
@@ -131,10 +143,19 @@ class LeaderboardCache:
             anchor=settings.leaderboard_anchor, anchor_rating=settings.leaderboard_anchor_rating
         )
         self.current = Boards()
-        self.changes = 1  # start dirty so the first refresh runs at once
+        # Votes noted so far, and how many of them each board has seen; starts
+        # one ahead so the first refresh runs at once.
+        self.version = 1
+        self._counts_seen = 0
+        self._style_seen = 0
+        self._style_at = -float("inf")
+        self._style_board: dict[str, Any] | None = None
         self._wake = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
-        self._style_at = -float("inf")
+
+    @property
+    def changes(self) -> int:
+        return self.version - self._counts_seen
 
     def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -148,8 +169,14 @@ class LeaderboardCache:
             self._pool = None
 
     def note_vote(self) -> None:
-        self.changes += 1
+        self.version += 1
         self._wake.set()
+
+    def _style_due(self) -> bool:
+        return (
+            self.version > self._style_seen
+            and time.monotonic() - self._style_at >= self.settings.style_refresh_s
+        )
 
     async def run(self) -> None:
         while True:
@@ -158,6 +185,11 @@ class LeaderboardCache:
                     await self.refresh()
                 except Exception:
                     log.exception("leaderboard refresh failed")
+            if self._style_due():
+                try:
+                    await self.refresh_style()
+                except Exception:
+                    log.exception("style-controlled leaderboard refresh failed")
             self._wake.clear()
             try:
                 await asyncio.wait_for(
@@ -168,61 +200,74 @@ class LeaderboardCache:
             # Coalesce bursts of votes into one refresh per interval.
             await asyncio.sleep(self.settings.leaderboard_refresh_s)
 
-    async def refresh(self) -> Boards:
-        pending = self.changes
-        started = time.perf_counter()
-        rows = await self.store.db.read(self.store.outcome_counts)
-        style_due = time.monotonic() - self._style_at >= self.settings.style_refresh_s
-        styled = []
-        if style_due:
-            styled = await self.store.db.read(
-                lambda tx: self.store.styled_votes(tx, self.settings.style_max_votes)
-            )
+    async def _in_worker(self, fn: Any, *args: Any) -> Any:
         # The fits are CPU-bound Python and numpy: in a thread they would hold
         # the GIL for long stretches and stall voting, so a worker process runs them.
         try:
-            boards = await self._compute_elsewhere(rows, styled)
+            return await asyncio.get_running_loop().run_in_executor(self._worker(), fn, *args)
         except BrokenProcessPool:
             self._pool = None  # the worker died (OOM?): a fresh one next time
             raise
-        boards.seconds = time.perf_counter() - started
-        style_key = OVERALL + STYLE_SUFFIX
-        if style_key in boards.boards:
-            self._style_at = time.monotonic()
-        elif style_key in self.current.boards:
-            boards.boards[style_key] = self.current.boards[style_key]
-        self.metrics.leaderboard_refresh.observe(boards.seconds)
-        self.current = boards
-        self.changes -= pending
-        return boards
 
-    async def _compute_elsewhere(
-        self, rows: list[tuple[Any, ...]], styled: list[tuple[Any, ...]]
-    ) -> Boards:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._worker(),
-            compute_boards,
-            rows,
-            styled,
+    async def refresh(self) -> Boards:
+        """Refits the plain boards (overall and per category) from the vote counts."""
+        version = self.version
+        started = time.perf_counter()
+        boards = await self._in_worker(
+            counts_boards,
+            self.store.db.url,
             self.scale,
             self.settings.leaderboard_bootstrap_rounds,
             self.seed,
         )
+        boards.seconds = time.perf_counter() - started
+        if self._style_board is not None:
+            boards.boards[OVERALL + STYLE_SUFFIX] = self._style_board
+        self.metrics.leaderboard_refresh.observe(boards.seconds)
+        self.current = boards
+        self._counts_seen = version
+        return boards
 
-    def compute(self, rows: list[tuple[Any, ...]], styled: list[tuple[Any, ...]]) -> Boards:
-        return compute_boards(
-            rows, styled, self.scale, self.settings.leaderboard_bootstrap_rounds, self.seed
+    async def refresh_style(self) -> dict[str, Any] | None:
+        """Refits the style-controlled board from the latest individual votes."""
+        version = self.version
+        board = await self._in_worker(
+            style_board, self.store.db.url, self.settings.style_max_votes, self.scale
         )
+        self._style_at = time.monotonic()
+        self._style_seen = version
+        if board is not None:
+            self._style_board = board
+            self.current.boards[OVERALL + STYLE_SUFFIX] = board
+        return board
+
+
+# Per worker process: connections kept from one refresh to the next.
+_DATABASES: dict[str, Database] = {}
+
+
+def _database(url: str) -> Database:
+    if url not in _DATABASES:
+        _DATABASES[url] = Database(url)
+    return _DATABASES[url]
+
+
+def counts_boards(url: str, scale: EloScale, rounds: int, seed: PairCounts | None) -> Boards:
+    """Runs in the worker process: the plain boards from ``vote_counts``."""
+    rows = _database(url).read_sync(outcome_counts)
+    return compute_boards(rows, scale, rounds, seed)
+
+
+def style_board(url: str, limit: int, scale: EloScale) -> dict[str, Any] | None:
+    """Runs in the worker process: the style-controlled board from the latest votes."""
+    rows = _database(url).read_sync(lambda tx: styled_votes(tx, limit))
+    return style_payload(rows, scale) if len(rows) >= 2 else None
 
 
 def compute_boards(
-    rows: list[tuple[Any, ...]],
-    styled: list[tuple[Any, ...]],
-    scale: EloScale,
-    rounds: int,
-    seed: PairCounts | None,
+    rows: list[tuple[Any, ...]], scale: EloScale, rounds: int, seed: PairCounts | None
 ) -> Boards:
-    """All boards from grouped vote counts; a plain function so a worker process can run it."""
+    """The overall and per-category boards from (category, model_a, model_b, winner, n) rows."""
     out = Boards(refreshed_at=time.time())
     overall_rows = [r[1:] for r in rows]
     categories: dict[str, list[tuple[str, str, str, int]]] = {}
@@ -242,6 +287,4 @@ def compute_boards(
     for category, cat_rows in categories.items():
         counts = counts_from_rows(cat_rows)
         out.boards[category] = board_payload(counts, _usable(scale, counts.models), rounds)
-    if len(styled) >= 2:
-        out.boards[OVERALL + STYLE_SUFFIX] = style_payload(styled, scale)
     return out

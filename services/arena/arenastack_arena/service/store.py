@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -175,35 +176,22 @@ class Store:
                 "winner": vote[0][0] if vote else None,
             }
 
-        return await self.db.read(op)
+        return await self.db.point_read(op)
 
     # votes -------------------------------------------------------------------
     async def record_vote(self, vote: Vote) -> bool:
         """True if recorded, False if this battle already has a vote (exactly once)."""
-        return await self.db.write(lambda tx: insert_vote(tx, vote)) > 0
+        return bool(await self.db.write_bulk(insert_votes, vote))
 
     async def vote_count(self) -> int:
         return (await self.db.read(lambda tx: tx.query("SELECT COUNT(*) FROM votes")))[0][0]
-
-    def outcome_counts(self, tx: Tx) -> list[tuple[str | None, str, str, str, int]]:
-        return tx.query(
-            "SELECT category, model_a, model_b, winner, COUNT(*) FROM votes "
-            "GROUP BY category, model_a, model_b, winner"
-        )
-
-    def styled_votes(self, tx: Tx, limit: int) -> list[tuple[Any, ...]]:
-        return tx.query(
-            f"SELECT model_a, model_b, winner, {STYLE_COLUMNS} FROM votes "
-            "WHERE a_tokens IS NOT NULL AND b_tokens IS NOT NULL ORDER BY tstamp DESC LIMIT ?",
-            (limit,),
-        )
 
     def export_rows(self, tx: Tx) -> list[tuple[Any, ...]]:
         return tx.query(f"SELECT {VOTE_COLUMNS} FROM votes ORDER BY tstamp, battle_id")
 
     async def import_votes(self, votes: list[Vote]) -> int:
         def op(tx: Tx) -> int:
-            return sum(insert_vote(tx, v) for v in votes)
+            return sum(insert_votes(tx, votes))
 
         return await self.db.write(op)
 
@@ -214,30 +202,114 @@ VOTE_COLUMNS = (
     + STYLE_COLUMNS
 )
 _NO_STYLE = (None,) * (len(STYLE_COLUMNS.split(",")) // 2)
-_INSERT_VOTE = (
-    f"INSERT INTO votes ({VOTE_COLUMNS}) VALUES ({', '.join('?' * len(VOTE_COLUMNS.split(',')))}) "
-    "ON CONFLICT (battle_id) DO NOTHING"
-)
+_VOTE_PARAMS = "(" + ", ".join("?" * len(VOTE_COLUMNS.split(","))) + ")"
+_COUNT_KEY = "category, model_a, model_b, winner"
+# Rows per multi-row statement: 500 x 18 parameters stays under every SQLite's limit.
+ROWS_PER_STATEMENT = 500
 
 
-def insert_vote(tx: Tx, v: Vote) -> int:
+def _vote_params(v: Vote) -> tuple[Any, ...]:
     styles = (*(v.style_a or _NO_STYLE), *(v.style_b or _NO_STYLE))
-    return tx.execute(
-        _INSERT_VOTE,
-        (
-            v.battle_id,
-            v.model_a,
-            v.model_b,
-            v.winner,
-            v.judge,
-            v.turn,
-            int(v.anony),
-            v.language,
-            v.category,
-            v.tstamp,
-            *styles,
-        ),
+    return (
+        v.battle_id,
+        v.model_a,
+        v.model_b,
+        v.winner,
+        v.judge,
+        v.turn,
+        int(v.anony),
+        v.language,
+        v.category,
+        v.tstamp,
+        *styles,
     )
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[k : k + ROWS_PER_STATEMENT] for k in range(0, len(items), ROWS_PER_STATEMENT)]
+
+
+def _insert_new(tx: Tx, votes: list[Vote]) -> set[str]:
+    """Inserts votes whose battle has none yet; returns the battle ids inserted."""
+    inserted: set[str] = set()
+    for chunk in _chunks(votes):
+        ids = [v.battle_id for v in chunk]
+        if tx.dialect.name == "postgresql":
+            # Another replica may insert concurrently: RETURNING says what we won.
+            returning = " RETURNING battle_id"
+            fresh = chunk
+        else:
+            # BEGIN IMMEDIATE holds SQLite's write lock, so nothing can change between
+            # this check and the insert; one statement instead of one per vote.
+            taken = {
+                r[0]
+                for r in tx.query(
+                    f"SELECT battle_id FROM votes WHERE battle_id IN ({', '.join('?' * len(ids))})",
+                    tuple(ids),
+                )
+            }
+            returning = ""
+            fresh = [v for v in chunk if v.battle_id not in taken]
+        if not fresh:
+            continue
+        params = tuple(p for v in fresh for p in _vote_params(v))
+        count = tx.execute(
+            f"INSERT INTO votes ({VOTE_COLUMNS}) VALUES {', '.join([_VOTE_PARAMS] * len(fresh))} "
+            "ON CONFLICT (battle_id) DO NOTHING" + returning,
+            params,
+        )
+        if returning:
+            inserted.update(r[0] for r in tx.fetchall())
+        elif count != len(fresh):
+            raise RuntimeError(f"expected {len(fresh)} new votes, inserted {count}")
+        else:
+            inserted.update(v.battle_id for v in fresh)
+    return inserted
+
+
+def _add_counts(tx: Tx, votes: list[Vote]) -> None:
+    """Adds votes to vote_counts, in key order so concurrent writers cannot deadlock."""
+    bumps: Counter[tuple[str, str, str, str]] = Counter(
+        (v.category or "", v.model_a, v.model_b, v.winner) for v in votes
+    )
+    rows = sorted(bumps.items())
+    for chunk in _chunks(rows):
+        tx.execute(
+            f"INSERT INTO vote_counts ({_COUNT_KEY}, n) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            + f" ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET n = vote_counts.n + excluded.n",
+            tuple(p for key, n in chunk for p in (*key, n)),
+        )
+
+
+def outcome_counts(tx: Tx) -> list[tuple[str | None, str, str, str, int]]:
+    """Votes per (category, model_a, model_b, winner), kept up to date by every insert."""
+    rows = tx.query("SELECT category, model_a, model_b, winner, n FROM vote_counts WHERE n > 0")
+    return [(c or None, a, b, w, int(n)) for c, a, b, w, n in rows]
+
+
+def styled_votes(tx: Tx, limit: int) -> list[tuple[Any, ...]]:
+    """The latest ``limit`` votes with style counts: (model_a, model_b, winner, 8 counts)."""
+    return tx.query(
+        f"SELECT model_a, model_b, winner, {STYLE_COLUMNS} FROM votes "
+        "WHERE a_tokens IS NOT NULL AND b_tokens IS NOT NULL ORDER BY tstamp DESC LIMIT ?",
+        (limit,),
+    )
+
+
+def insert_votes(tx: Tx, votes: list[Vote]) -> list[bool]:
+    """Records each battle's first vote and counts it; True per vote recorded.
+
+    A battle gets one vote, ever: a later vote for it, in this batch or any
+    other, gets False (the primary key on battle_id backs this up).
+    """
+    first: dict[str, Vote] = {}
+    for v in votes:
+        first.setdefault(v.battle_id, v)
+    inserted = _insert_new(tx, list(first.values()))
+    if inserted:
+        _add_counts(tx, [first[b] for b in inserted])
+    return [v.battle_id in inserted and first[v.battle_id] is v for v in votes]
 
 
 def vote_from_row(row: tuple[Any, ...]) -> Vote:
