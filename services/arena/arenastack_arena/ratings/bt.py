@@ -196,7 +196,9 @@ def fit_pairs(
         exists, outside = True, np.zeros(data.n_models, bool)
     else:
         exists, outside = mle_exists(data, present)
-    ridge = 0.0 if exists else RIDGE
+    # A model with no battles (say, one a bootstrap draw left out) adds a free direction too:
+    # the ridge holds it at zero, as it holds models outside the main component.
+    ridge = 0.0 if exists and present.all() else RIDGE
     theta, iterations = newton(data, theta0, ridge, tol)
     return theta, iterations, outside | ~present
 

@@ -55,7 +55,13 @@ def bootstrap_ratings(
     rng = np.random.default_rng(seed)
     out = np.empty((rounds, counts.n_models))
     with single_threaded_blas():
-        factor = cho_factor(information(base, theta_hat) + 1.0 / base.n_models, check_finite=False)
+        # Only a strongly connected win graph has a positive definite (centred) information
+        # matrix to factor; otherwise no round takes the chord path and Newton fits each.
+        factor = (
+            cho_factor(information(base, theta_hat) + 1.0 / base.n_models, check_finite=False)
+            if full_connected
+            else None
+        )
         for r in range(rounds):
             draw = rng.multinomial(total, probs).reshape(cells.shape).astype(np.float64)
             data = PairData.from_cells(base, draw[:, 0], draw[:, 1], draw[:, 2])
@@ -67,7 +73,9 @@ def bootstrap_ratings(
     return out
 
 
-def _chord(data: PairData, theta0: np.ndarray, factor: tuple) -> np.ndarray | None:
+def _chord(data: PairData, theta0: np.ndarray, factor: tuple | None) -> np.ndarray | None:
+    if factor is None:
+        return None
     theta = theta0.copy()
     for _ in range(CHORD_MAX_ITER):
         step = cho_solve(factor, score(data, theta), check_finite=False)
