@@ -1,0 +1,64 @@
+"""The operator as a local process against a local-profile cluster, for e2e tests, plus the
+small kubectl readers those tests share."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from arenastack_cluster.cluster import LocalCluster
+from arenastack_operator import constants
+
+STOP_TIMEOUT_S = 30
+
+
+@contextmanager
+def operator_process(
+    cluster: LocalCluster, log: Path, autoscale_interval_s: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m arenastack_operator` with the cluster's admin kubeconfig, no election, and the
+    autoscaler reading every `autoscale_interval_s` seconds; stopped with SIGTERM."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "arenastack_operator", f"--kubeconfig={cluster.kubeconfig}",
+             "--leader-elect=false", "--bind-address=127.0.0.1", "--health-port=0",
+             "--metrics-port=0"],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, f"{constants.ENV_PREFIX}AUTOSCALE_INTERVAL":
+                 str(autoscale_interval_s)},
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def get(cluster: LocalCluster, namespace: str, *args: str) -> Any:
+    """`kubectl get ... -o json`, or None when it fails (for instance: not found)."""
+    out = cluster.kubectl("get", *args, "-n", namespace, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float, period: float = 1.0) -> Any:
+    """`check()`'s first truthy result within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
