@@ -109,6 +109,30 @@ def test_postgresql_render_reads_the_url_from_a_secret_and_needs_no_claim(cluste
     assert "/data" not in {m["mountPath"] for m in container["volumeMounts"]}
 
 
+@pytest.mark.parametrize(
+    ("values", "claim", "volume"),
+    [
+        (["arena.persistence.storageClass=fast"], {"storageClassName": "fast"}, "claim"),
+        (["arena.persistence.storageClass=-"], {"storageClassName": ""}, "claim"),
+        (["arena.persistence.existingClaim=votes"], None, {"claimName": "votes"}),
+        (["arena.persistence.enabled=false"], None, None),
+    ],
+)
+def test_sqlite_volume_choices(cluster, values, claim, volume):
+    objs = render(cluster, *[a for v in values for a in ("--set", v)])
+    claims = objs.get("PersistentVolumeClaim", [])
+    assert [c["spec"].get("storageClassName") for c in claims] == (
+        [claim["storageClassName"]] if claim else [])  # fmt: skip
+    (data,) = [v for v in objs["Deployment"][0]["spec"]["template"]["spec"]["volumes"]
+               if v["name"] == "data"]  # fmt: skip
+    if volume is None:
+        assert data["emptyDir"] == {}
+    elif volume == "claim":
+        assert data["persistentVolumeClaim"]["claimName"] == claims[0]["metadata"]["name"]
+    else:
+        assert data["persistentVolumeClaim"] == volume
+
+
 def test_seed_counts_inline_or_from_a_configmap(cluster):
     objs = render(cluster, "--set-file", f"arena.seedCounts.json={SEED_COUNTS}")
     (seed_cm,) = [c for c in objs["ConfigMap"] if "counts.json" in c["data"]]
