@@ -103,8 +103,6 @@ def test_battle_on_two_real_engines_vote_and_leaderboard(two_engines, arena):
             served = counter(after[name], SUCCESS) - counter(before[name], SUCCESS)
             generated = counter(after[name], GENERATED) - counter(before[name], GENERATED)
             assert served == 2 and 0 < generated <= 2 * MAX_ANSWER_TOKENS, (name, generated)
-        # The two answers came from two different models (other weights, other text).
-        assert text["a"] != text["b"]
 
         board = _leaderboard_with(c, 1)
         rows = {row["model"]: row for row in board["rows"]}
