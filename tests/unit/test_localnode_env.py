@@ -148,6 +148,13 @@ def test_image_map_of_the_repository():
     assert images.resolve("python:3.11-slim").name == "project"
     operator = images.resolve("ghcr.io/arenastack/operator:0.1.0")
     assert operator.entrypoint == ("python", "-m", "arenastack_operator")
+    redis = images.resolve("redis:7.4.0")
+    assert (redis.name, redis.entrypoint, redis.volumes) == (
+        "system",
+        ("redis-server",),
+        ("/data",),
+    )
+    assert images.resolve("docker.io/library/redis:7").volumes == ("/data",)
     with pytest.raises(ImageNotMapped, match="localnode-images.yaml"):
         images.resolve("nginx:1.27")
     env = images.resolve("python:3").environ()

@@ -36,6 +36,9 @@ class Runtime:
     env: dict[str, str] = field(default_factory=dict)
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    # The image's VOLUME folders (like /data of redis): each container gets an empty one of
+    # its own there, as a container engine gives an anonymous volume.
+    volumes: tuple[str, ...] = ()
 
     def environ(self) -> dict[str, str]:
         """The image's own environment (like ENV lines of a Dockerfile)."""
@@ -70,13 +73,14 @@ class ImageMap:
             if rt_name not in runtimes:
                 raise ValueError(f"{path}: images[{i}] names unknown runtime {rt_name!r}")
             rt = runtimes[rt_name]
-            if "entrypoint" in rule or "cmd" in rule:
+            if "entrypoint" in rule or "cmd" in rule or "volumes" in rule:
                 rt = Runtime(
                     rt.name,
                     rt.venv,
                     rt.env,
                     tuple(rule.get("entrypoint") or ()),
                     tuple(rule.get("cmd") or ()),
+                    tuple(rule.get("volumes") or ()),
                 )
             patterns = rule["match"]
             rules.append((tuple([patterns] if isinstance(patterns, str) else patterns), rt))

@@ -306,7 +306,7 @@ class PodRunner(threading.Thread):
             env = container_env(ctx, c.spec, runtime.environ())
             env.setdefault("HOSTNAME", pod["spec"].get("hostname") or pod["metadata"]["name"])
             argv = command_line(c.spec, env, runtime.entrypoint, runtime.cmd)
-            mounts = self._mounts(c)
+            mounts = self._mounts(c, runtime.volumes)
         except ConfigError as err:
             rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", str(err)
             return
@@ -334,13 +334,16 @@ class PodRunner(threading.Thread):
         self._start_probers(c)
         self._save_state()
 
-    def _mounts(self, c: ContainerRun) -> list[dict[str, Any]]:
+    def _mounts(self, c: ContainerRun, image_volumes: tuple[str, ...]) -> list[dict[str, Any]]:
         assert self.vols is not None
         etc = self.dir / "etc"
         # Containers share the host's root filesystem, but not its scratch space: each
-        # gets a /tmp of its own and the pod one /dev/shm (its containers share IPC),
-        # unless the pod mounts volumes there itself.
+        # gets a /tmp of its own and the pod one /dev/shm (its containers share IPC), and
+        # a folder of its own at each of the image's VOLUMEs, unless the pod mounts volumes
+        # there itself.
         private = {"/tmp": c.dir / "tmp", "/dev/shm": self.dir / "shm"}
+        for path in image_volumes:
+            private[path.rstrip("/")] = c.dir / "volumes" / path.strip("/").replace("/", "-")
         taken = {vm["mountPath"].rstrip("/") for vm in c.spec.get("volumeMounts") or []}
         mounts: list[dict[str, Any]] = [
             {"src": str(etc / "hosts"), "dst": "/etc/hosts", "ro": False},
