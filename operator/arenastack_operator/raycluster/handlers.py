@@ -35,7 +35,7 @@ from arenastack_operator.kubeclient import (
 )
 from arenastack_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 from arenastack_operator.metrics import OperatorMetrics
-from arenastack_operator.raycluster import autoscaler, names, plan, podstate
+from arenastack_operator.raycluster import autoscaler, names, plan, podstate, redis_cleanup
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
 from arenastack_operator.raycluster.resources import QuantityError
 from arenastack_operator.raycluster.service import build_head_service
@@ -55,6 +55,9 @@ WORKERS: Final = 16
 # Watch events arriving within this window reconcile a cluster once.
 COALESCE_S: Final = 0.2
 EVENT_MESSAGE_PODS: Final = 10  # pod names listed in one event's message
+# How often a deleted cluster's Redis cleanup is looked at (its Job is not watched).
+CLEANUP_POLL_S: Final = 2.0
+FORBIDDEN: Final = 403  # e.g. a Job created in a namespace being deleted
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -118,8 +121,13 @@ class Controller:
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
         body = await self.api.get(_cluster_path(namespace, name))
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # owner references garbage-collect the children
+        if body is None:
+            return
+        if body["metadata"].get("deletionTimestamp"):
+            # Owner references garbage-collect the children; only Redis needs the operator.
+            if redis_cleanup.FINALIZER in (body["metadata"].get("finalizers") or []):
+                await self._clean_up_redis(body)
+            return
         try:
             cluster = Cluster.from_body(body)
             if cluster.managed_elsewhere:
@@ -128,6 +136,9 @@ class Controller:
         except (InvalidSpec, pydantic.ValidationError) as e:
             await self._report_invalid(body, _describe(e))
             return
+        if cluster.redis_ft:
+            # Before any head exists, so no GCS writes to Redis without it.
+            await self._ensure_finalizer(body)
 
         labelled = await self.api.list(
             core_path(namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
@@ -210,6 +221,89 @@ class Controller:
                     if e.status != CONFLICT:
                         raise
         self._rbac_ready.add(cluster.uid)
+
+    # -- GCS fault tolerance: Redis cleanup on deletion (redis_cleanup.py) -----------------
+
+    async def _ensure_finalizer(self, body: Mapping[str, Any]) -> None:
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        if redis_cleanup.FINALIZER not in finalizers:
+            await self._set_finalizers(body, [*finalizers, redis_cleanup.FINALIZER])
+
+    async def _set_finalizers(self, body: Mapping[str, Any], finalizers: list[str]) -> None:
+        meta = body["metadata"]
+        # The resourceVersion makes the write fail (409, retried) rather than drop a finalizer
+        # someone else added meanwhile.
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            await self.api.merge_patch(_cluster_path(meta["namespace"], meta["name"]), patch)
+        except ApiError as e:
+            if e.status != NOT_FOUND:
+                raise
+
+    async def _clean_up_redis(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = _key(body)
+        finalizers = list(meta.get("finalizers") or [])
+        try:
+            cluster = Cluster.from_body(body)
+            job = redis_cleanup.build_job(cluster)
+        except (InvalidSpec, QuantityError, pydantic.ValidationError) as e:
+            logger.warning("RayCluster %s/%s: no Redis cleanup (invalid spec: %s)", *key, e)
+            await self._set_finalizers(body, redis_cleanup.without_finalizer(finalizers))
+            return
+        labelled = await self.api.list(
+            core_path(cluster.namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
+        )
+        pods = [p for p in labelled if podstate.owned_by(p, cluster.uid)]
+        await asyncio.gather(*(
+            self.api.delete(core_path(cluster.namespace, "pods", podstate.name(p)))
+            for p in pods if not podstate.is_terminating(p)
+        ))  # fmt: skip
+        if any(podstate.is_head(p) for p in pods):
+            self.queue.add_after(key, CLEANUP_POLL_S)  # its GCS may still write to Redis
+            return
+        path = object_path(job, job["metadata"]["name"])
+        existing = await self.api.get(path)
+        if existing is None:
+            try:
+                await self.api.create(object_path(job), job)
+            except ApiError as e:
+                if e.status == FORBIDDEN:  # the namespace is being deleted: Redis stays as is
+                    await self._cleanup_done(body, cluster, False, str(e))
+                    return
+                if e.status != CONFLICT:
+                    raise
+            else:
+                await self._event(body, "Normal", "CreatedRedisCleanupJob",
+                                  f"Created Job {job['metadata']['name']} to delete storage "
+                                  f"namespace {cluster.storage_namespace} from Redis")  # fmt: skip
+            self.queue.add_after(key, CLEANUP_POLL_S)
+            return
+        result = redis_cleanup.outcome(existing)
+        if result is None:
+            self.queue.add_after(key, CLEANUP_POLL_S)
+            return
+        await self._cleanup_done(body, cluster, result, f"Job {job['metadata']['name']} failed")
+
+    async def _cleanup_done(
+        self, body: Mapping[str, Any], cluster: Cluster, succeeded: bool, why: str
+    ) -> None:
+        if succeeded:
+            await self._event(
+                body,
+                "Normal",
+                "RedisCleanupSucceeded",
+                f"Deleted storage namespace {cluster.storage_namespace} from Redis",
+            )
+        else:
+            message = (
+                f"Storage namespace {cluster.storage_namespace} was not deleted from "
+                f"Redis ({why}); delete its keys by hand"
+            )
+            logger.warning("RayCluster %s/%s: %s", *_key(body), message)
+            await self._event(body, "Warning", "RedisCleanupFailed", message)
+        finalizers = redis_cleanup.without_finalizer(list(body["metadata"].get("finalizers") or []))
+        await self._set_finalizers(body, finalizers)  # fmt: skip
 
     async def _write_status(
         self,

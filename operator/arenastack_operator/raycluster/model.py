@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arenastack_operator import constants
+from arenastack_operator.raycluster.names import ANNOTATION_STORAGE_NAMESPACE
 from arenastack_operator.raycluster.spec import (
     MANAGED_BY_MULTIKUEUE,
     RayClusterSpec,
@@ -107,6 +108,21 @@ class Cluster:
     @property
     def ft_enabled(self) -> bool:
         return self.spec.gcs_fault_tolerance_options is not None
+
+    @property
+    def redis_ft(self) -> bool:
+        """GCS fault tolerance whose state lives in an external Redis (the one backend served)."""
+        ft = self.spec.gcs_fault_tolerance_options
+        return ft is not None and ft.backend != "rocksdb"
+
+    @property
+    def storage_namespace(self) -> str:
+        """The key prefix of the cluster's GCS state in Redis: the option, else the RayCluster's
+        annotation, else its uid (KubeRay's order)."""
+        ft = self.spec.gcs_fault_tolerance_options
+        if ft is not None and ft.external_storage_namespace:
+            return ft.external_storage_namespace
+        return self.annotations.get(ANNOTATION_STORAGE_NAMESPACE) or self.uid
 
     @property
     def managed_elsewhere(self) -> bool:

@@ -26,6 +26,10 @@ HEAD_GROUP: Final = HEAD_GROUP_NAME
 
 # Set on pods of a cluster with GCS fault tolerance (KubeRay's key).
 ANNOTATION_FT_ENABLED: Final = "ray.io/ft-enabled"
+# Where a cluster with GCS fault tolerance keeps its keys in Redis: set by a user on the
+# RayCluster (overridden by gcsFaultToleranceOptions.externalStorageNamespace), and by the
+# operator on the head pod and the Redis cleanup Job (KubeRay's key).
+ANNOTATION_STORAGE_NAMESPACE: Final = "ray.io/external-storage-namespace"
 # Hash of the spec a pod was built from; upgradeStrategy Recreate replaces pods whose hash differs.
 ANNOTATION_POD_HASH: Final = f"{constants.GROUP}/pod-template-hash"
 

@@ -24,6 +24,7 @@ from arenastack_operator.raycluster.spec import WorkerGroupSpec
 ULIMIT: Final = "ulimit -n ${RAY_START_ULIMIT_OPEN_FILES:-65536}"
 SHELL: Final = ["/bin/bash", "-c", "--"]
 RESTART_NEVER: Final = "Never"
+ENV_STORAGE_NAMESPACE: Final = "RAY_external_storage_namespace"
 # Ray's logical resources that have their own `ray start` flag; the rest go to --resources.
 _LOGICAL_FLAGS: Final = {"CPU": "num-cpus", "GPU": "num-gpus", "memory": "memory"}
 # KubeRay's probe timings.
@@ -212,6 +213,8 @@ def _finish(
     annotations = dict(meta.get("annotations") or {})
     if cluster.ft_enabled:
         annotations[names.ANNOTATION_FT_ENABLED] = "true"
+    if cluster.redis_ft and node_type == names.NODE_HEAD:
+        annotations[names.ANNOTATION_STORAGE_NAMESPACE] = cluster.storage_namespace
     pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -275,10 +278,7 @@ def _head_env(cluster: Cluster) -> list[dict[str, Any]]:
                                  ("REDIS_USERNAME", ft.redis_username)):  # fmt: skip
             if credential is not None:
                 env.append({"name": name, **credential.to_json()})
-        env.append({
-            "name": "RAY_external_storage_namespace",
-            "value": ft.external_storage_namespace or cluster.uid,
-        })  # fmt: skip
+        env.append({"name": ENV_STORAGE_NAMESPACE, "value": cluster.storage_namespace})
     return env
 
 
