@@ -17,6 +17,9 @@ Behaviour worth knowing:
   condition ReplicaFailure with reason InvalidRayClusterSpec and state `failed`; pods the
   apiserver refuses set ReplicaFailure with FailedCreateHeadPod/FailedCreateWorkerPod.
 - The head Service is created once and not updated afterwards (as KubeRay does).
+- GCS fault tolerance in Redis: the cluster carries KubeRay's finalizer; once deleted, its pods
+  go, then a Job built from the head pod deletes its storage namespace from Redis, then the
+  finalizer (best effort: a failed Job or a namespace being deleted lets it go with a warning).
 
 Not implemented yet (accepted by the schema, ignored by the reconciler): enableIngress,
 networkPolicy, authOptions, tlsOptions, historyServerOptions, the rocksdb GCS backend (refused,

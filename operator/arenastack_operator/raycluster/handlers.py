@@ -6,7 +6,9 @@ workers take keys from the queue and reconcile each cluster from a fresh read of
 reconcile compares desired with observed (plan.py), acts, and writes the status only when it
 changed: a cluster at rest costs no writes. kopf's own per-object bookkeeping (annotations,
 finalizers) is not used, so the operator writes nothing to a RayCluster but its status, and
-deleting a cluster never waits for the operator.
+deleting a cluster never waits for the operator -- except with GCS fault tolerance in Redis,
+where KubeRay's finalizer holds the cluster until its state is deleted from Redis
+(redis_cleanup.py).
 """
 
 from __future__ import annotations
