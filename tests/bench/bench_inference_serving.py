@@ -43,6 +43,7 @@ from inference_load import LoadResult, median
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from vllm_processes import (
+    CACHE_AWARE_ENGINE_FLAGS,
     FAST_FLAGS,
     SERVED,
     Process,
@@ -149,7 +150,9 @@ def deployment_body(model: Path) -> dict[str, Any]:
             "model": {"path": str(model), "servedModelName": SERVED, "dtype": "float32"},
             "gpusPerReplica": 0,
             "replicas": REPLICAS,
-            "engine": {"maxModelLen": MAX_MODEL_LEN, "extraArgs": FAST_FLAGS},
+            # The router's default policy (cacheAware) routes by prefix only with these.
+            "engine": {"maxModelLen": MAX_MODEL_LEN,
+                       "extraArgs": FAST_FLAGS + CACHE_AWARE_ENGINE_FLAGS},
         },
     }  # fmt: skip
 
@@ -267,9 +270,9 @@ def measure_paths(serving: Serving, scale: Scale) -> dict[str, dict[str, float]]
         for label in order if rnd % 2 == 0 else order[::-1]:
             tag = f"{label}-{rnd}"
             idle[label].merge(send(serving, job(paths[label], f"idle-{tag}",
-                                                   scale.idle_requests, 1, 1)))  # fmt: skip
+                                                scale.idle_requests, 1, 1)))  # fmt: skip
             result = send(serving, job(paths[label], tag, scale.requests, scale.concurrency,
-                                          scale.max_tokens))  # fmt: skip
+                                       scale.max_tokens))  # fmt: skip
             loaded[label].merge(result)
             print(f"(a) round {rnd} {label}: {result.summary()}", flush=True)
     figures = {}
@@ -329,8 +332,8 @@ def measure_replica(serving: Serving, scale: Scale, workdir: Path) -> dict[str, 
         for label, urls in targets.items():
             send(serving, job(urls, f"warm-c-{label}", 4, 2, 4))
         # ABBA: a machine that slows down (or speeds up) over the run favours neither.
-        for rnd, label in enumerate(["operator", "by_hand", "by_hand", "operator"][: 2 * max(
-                1, scale.rounds)]):  # fmt: skip
+        order = ["operator", "by_hand", "by_hand", "operator"][: 2 * scale.rounds]
+        for rnd, label in enumerate(order):
             result = send(serving, job(targets[label], f"c-{label}-{rnd}", scale.requests,
                                           scale.concurrency, scale.max_tokens))  # fmt: skip
             results[label].merge(result)
@@ -395,6 +398,7 @@ def main() -> None:
               "max_tokens": scale.max_tokens, "prompt_chars": PROMPT_CHARS,
               "idle_requests_per_path": scale.idle_requests * scale.rounds, "engine": engine,
               "router_policy": "cache_aware (the InferenceDeployment default)",
+              "engine_extra_args": FAST_FLAGS + CACHE_AWARE_ENGINE_FLAGS,
               "connections": "one per request"}  # fmt: skip
     ours, anchor, direct = paths["router"], paths["service"], paths["direct"]
     added = {
@@ -441,7 +445,7 @@ def main() -> None:
          "ratio_note": "ours/anchor; tokens/s higher is better, TTFT lower is better",
          "targets": {"tokens_per_s": ">= 0.95"}},
         "Operator's replica vs the same engine started by hand",
-        f"{scale.requests * 2} streamed chats to each (ABBA order), concurrency "
+        f"{figures['operator']['requests']} streamed chats to each (ABBA order), concurrency "
         f"{scale.concurrency}, {scale.max_tokens} tokens each; the hand-started engine runs the "
         f"pod's own argv, environment and working directory; {stamp['machine']}, load "
         f"{stamp['load_average']}; arenastack {sha}. Target: tokens/s ratio >= 0.95.",

@@ -26,6 +26,10 @@ ROUTER_START_TIMEOUT_S = 60.0
 # The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a small KV cache.
 FAST_FLAGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
 SERVED = "tiny"  # the served model name of the e2e engines
+# vllm-router's cache_aware policy (0.1.17) asks each engine to render the prompt
+# (/v1/chat/completions/render) to route by prefix; vLLM 0.32 serves that only with this flag,
+# and without it every request falls back to the least-loaded engine (ties: the first one).
+CACHE_AWARE_ENGINE_FLAGS = ["--enable-scale-out"]
 
 
 def vllm_env_python() -> Path:
