@@ -3,8 +3,11 @@
 --   MODE healthz: GET /healthz (the ceiling)
 --   MODE battle:  GET /api/battles/<PREFIX><n> (loads each battle into the service's cache)
 --   MODE vote:    POST /api/battles/<PREFIX><n>/vote, outcomes in turn
--- Battle ids are PREFIX followed by n in 7 digits, n = 0 .. COUNT-1. The run stops
--- once COUNT responses came back (or at wrk's -d). Prints one line:
+-- Battle ids are PREFIX followed by n in 7 digits, n = 0 .. COUNT (COUNT + 1 ids:
+-- wrk calls request() once before the run to check the script, which uses one). Once COUNT
+-- responses came back the thread stops and creates the file named by $WRK_DONE_FILE:
+-- wrk itself sleeps out its -d, so the caller interrupts it (SIGINT) on seeing the
+-- file. Prints one line:
 -- RESULT {"requests": .., "seconds": .., "p50_ms": .., "p99_ms": .., "statuses": {..}, ...}
 
 local threads = {}
@@ -24,12 +27,19 @@ function init(args)
   healthz = wrk.format("GET", "/healthz")
 end
 
+function delay()
+  -- Once every id went out, a connection waits (an hour) instead of sending more.
+  if count and sent > count then
+    return 3600000
+  end
+  return 0
+end
+
 function request()
   if mode == "healthz" then
     return healthz
   end
-  -- Past COUNT the ids wrap; such requests only go out while the last ones are in flight.
-  local n = sent % count
+  local n = sent
   sent = sent + 1
   local path = string.format("/api/battles/%s%07d", prefix, n)
   if mode == "battle" then
@@ -42,8 +52,12 @@ end
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
   received = received + 1
-  if count and received >= count then
+  if count and received == count then
     wrk.thread:stop()
+    local marker = os.getenv("WRK_DONE_FILE")
+    if marker then
+      io.open(marker, "w"):close()
+    end
   end
 end
 

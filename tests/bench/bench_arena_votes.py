@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ CONCURRENCY = 64
 # Battles per vote run: more than any run can use, so a run ends at SECONDS.
 # The cached kind is bounded by the service's battle cache (50,000).
 UNCACHED_BATTLES = 20_000 if QUICK else 100_000
-CACHED_BATTLES = 10_000 if QUICK else 50_000
+CACHED_BATTLES = 10_000 if QUICK else 49_000
 PYTHON_CLIENT_REQUESTS = 2_000 if QUICK else 10_000
 STORED_VOTES = 100_000 if QUICK else 1_000_000
 REAL = HERE.parents[1].parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
@@ -125,26 +126,29 @@ def stored_votes(database_url: str) -> tuple[int, int]:
 
 # --- load generators ----------------------------------------------------------
 def wrk(url: str, mode: str, prefix: str = "", count: int = 0) -> dict[str, Any]:
-    """One wrk run (one thread, CONCURRENCY connections) with the Lua script."""
-    args = [mode, prefix, str(count)] if mode != "healthz" else [mode]
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{CONCURRENCY}",
-            f"-d{SECONDS if mode != 'battle' else 600}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            url,
-            "--",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    """One wrk run (one thread, CONCURRENCY connections) with the Lua script.
+
+    A run with a count ends when that many responses came back: the script
+    creates a marker file and this interrupts wrk, which then reports.
+    """
+    args = [mode, prefix, str(count)] if count else [mode]
+    seconds = SECONDS if mode != "battle" else 600
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "done"
+        proc = subprocess.Popen(
+            ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", "--timeout", "10s"]
+            + ["-s", str(LUA), url, "--", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "WRK_DONE_FILE": str(marker)},
+        )
+        deadline = time.monotonic() + seconds + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if marker.exists():
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=60)
     match = re.search(r"^RESULT (\{.*\})$", out, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk printed no RESULT line:\n{out}")
@@ -187,8 +191,9 @@ async def python_client(url: str, n: int) -> dict[str, Any]:
 
 # --- one backend --------------------------------------------------------------
 def measure_backend(name: str, database_url: str, endpoint: str, tmp: Path) -> dict[str, Any]:
-    seed_battles(database_url, "cold", UNCACHED_BATTLES)
-    seed_battles(database_url, "warm", CACHED_BATTLES)
+    # One more than the runs' counts: see arena_votes.lua.
+    seed_battles(database_url, "cold", UNCACHED_BATTLES + 1)
+    seed_battles(database_url, "warm", CACHED_BATTLES + 1)
     models = tmp / f"models-{name}.yaml"
     entries = "".join(f"  - name: {m}\n    endpoint: {endpoint}\n" for m in ("alpha", "beta"))
     models.write_text("models:\n" + entries)
@@ -202,16 +207,21 @@ def measure_backend(name: str, database_url: str, endpoint: str, tmp: Path) -> d
     )
     out: dict[str, Any] = {}
     try:
+        # First, so the start-up work (the leaderboard worker process) is over when timing.
+        warmed = wrk(service.url, "battle", "warm", CACHED_BATTLES)
+        if warmed["statuses"] != {"200": CACHED_BATTLES}:
+            raise RuntimeError(f"loading the cached battles failed: {warmed['statuses']}")
         out["ceiling_healthz"] = wrk(service.url, "healthz")
         if name == "sqlite":
             out["python_client_healthz"] = asyncio.run(
                 python_client(service.url, PYTHON_CLIENT_REQUESTS)
             )
-        warmed = wrk(service.url, "battle", "warm", CACHED_BATTLES)
-        if warmed["statuses"] != {"200": CACHED_BATTLES}:
-            raise RuntimeError(f"loading the cached battles failed: {warmed['statuses']}")
-        out["votes_cached"] = wrk(service.url, "vote", "warm", CACHED_BATTLES)
-        out["votes_uncached"] = wrk(service.url, "vote", "cold", UNCACHED_BATTLES)
+        for kind, prefix, count in (
+            ("votes_cached", "warm", CACHED_BATTLES),
+            ("votes_uncached", "cold", UNCACHED_BATTLES),
+        ):
+            out[kind] = wrk(service.url, "vote", prefix, count)
+            print(f"{name} {kind}: {json.dumps(out[kind])}", flush=True)
     finally:
         stop(service.proc)
     acknowledged = 0
@@ -221,8 +231,8 @@ def measure_backend(name: str, database_url: str, endpoint: str, tmp: Path) -> d
         if set(statuses) != {"200"} or any(out[kind]["socket_errors"].values()):
             raise RuntimeError(f"{name} {kind}: not every vote acknowledged: {out[kind]}")
     rows, counted = stored_votes(database_url)
-    # wrk stops as soon as it has the last response it counts; a few more may be in flight.
-    if not acknowledged <= rows <= acknowledged + CONCURRENCY or counted != rows:
+    # A run ends with up to CONCURRENCY votes in flight: stored, perhaps, but not counted here.
+    if not acknowledged <= rows <= acknowledged + 2 * CONCURRENCY or counted != rows:
         raise RuntimeError(
             f"{name}: {acknowledged} votes acknowledged, {rows} stored, {counted} counted"
         )
@@ -403,7 +413,8 @@ def _row(backend: str, what: str, r: dict[str, Any], ratio: str) -> str:
 def markdown(r: dict[str, Any]) -> str:
     p = r["params"]
     lines = [
-        "# Vote service benchmark",
+        "# Vote service benchmark"
+        + (" (quick check run, ARENA_BENCH_QUICK=1)" if p["quick"] else ""),
         "",
         f"{r['date']}, {r['machine']}, load average {r['load_average_1m']} at the start, "
         f"arenastack {r['versions']['arenastack']}; {p['seconds_per_run']} s per run, "
