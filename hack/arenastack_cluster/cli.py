@@ -1,12 +1,18 @@
 """`arenastack` command line: the local development cluster.
 
-arenastack cluster up [--profile kwok] [--cpu-nodes 4] [--gpu-nodes 4]
-arenastack cluster down | status | kubeconfig
+arenastack cluster up [--profile kwok|local] [--cpu-nodes 4] [--gpu-nodes 4]
+arenastack cluster down | status | kubeconfig [--profile kwok|local]
+
+Without --profile, down/status/kubeconfig act on whichever profiles have a
+running state folder (down stops them all). ARENASTACK_POD_CIDR chooses the
+local node's pod range (default 10.244.0.0/24).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 
 from arenastack_cluster import demo
@@ -37,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         ("kubeconfig", "print the admin kubeconfig path"),
     ):
         p = actions.add_parser(name, help=text)
-        p.add_argument("--profile", choices=PROFILES, default="kwok")
+        p.add_argument("--profile", choices=PROFILES, default=None)
     demo_cmd = sub.add_parser("demo", help="the local stack with the chart and operator")
     demo_cmd.add_argument("action", choices=("up", "down"))
     demo_cmd.add_argument(
@@ -49,21 +55,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _clusters(profile: str | None) -> list[LocalCluster]:
+    """The named profile's cluster, or else every profile with a running control plane
+    (kwok when none runs). Under ARENASTACK_STATE both profiles share one folder, whose
+    cluster.json names the profile that is running there."""
+    if profile is not None:
+        return [LocalCluster(profile=profile)]
+    running = []
+    for name in PROFILES:
+        cluster = LocalCluster(profile=name)
+        meta = cluster.state / "cluster.json"
+        if meta.exists() and json.loads(meta.read_text()).get("profile", "kwok") == name:
+            running.append(cluster)
+    return running or [LocalCluster(profile=PROFILES[0])]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.group == "demo":
         return demo.main(args.action, args.profile)
-    cluster = LocalCluster(profile=args.profile)
     try:
         if args.action == "up":
+            cluster = LocalCluster(
+                profile=args.profile, pod_cidr=os.environ.get("ARENASTACK_POD_CIDR")
+            )
             cluster.up(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
         elif args.action == "down":
-            cluster.down()
+            for cluster in _clusters(args.profile):
+                cluster.down()
         elif args.action == "status":
-            for name, state in cluster.status().items():
-                print(f"{name:<24} {state}")
+            for cluster in _clusters(args.profile):
+                print(f"# {cluster.profile}: {cluster.state}")
+                for name, state in cluster.status().items():
+                    print(f"{name:<24} {state}")
         elif args.action == "kubeconfig":
-            print(cluster.kubeconfig)
+            print(_clusters(args.profile)[0].kubeconfig)
     except ClusterError as err:
         print(f"arenastack: {err}", file=sys.stderr)
         return 1

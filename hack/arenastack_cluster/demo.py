@@ -3,7 +3,10 @@
 local (the default): a control plane plus a local node that runs pods as real
 processes. The chart is installed as a user would install it, so the operator
 runs as the chart's Deployment under its ServiceAccount; a RayCluster becomes a
-real Ray cluster and answers a job whose tasks run on its workers.
+real Ray cluster and answers a job whose tasks run on its workers; two
+InferenceDeployments of two tiny models answer chat requests through their vLLM
+routers; and the arena service, seeded from the real August 2024 battle counts,
+runs a battle between them and shows its leaderboard.
 
 kwok: simulated nodes, where pods run nothing; the chart is installed with no
 operator replicas and the operator runs beside it as a local process under the
@@ -18,6 +21,7 @@ import sys
 import urllib.request
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.demo_serving import show_arena, show_inference
 from arenastack_cluster.processes import ClusterError, Process, free_port, wait_for
 from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
@@ -100,7 +104,11 @@ def up_local() -> None:
     cluster = LocalCluster(profile="local", pod_cidr=os.environ.get("ARENASTACK_POD_CIDR"))
     cluster.up()
     _install_chart(cluster)
-    pods = json.loads(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    # By label: once the arena runs in the same namespace, a repeat `demo up` lists it too.
+    operator_pods = cluster.kubectl(
+        "get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o", "json"
+    )  # fmt: skip
+    pods = json.loads(operator_pods.stdout)["items"]
     operator_ip = pods[0]["status"]["podIP"]
     print(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").stdout)
 
@@ -119,6 +127,9 @@ def up_local() -> None:
     if job.status != "SUCCEEDED":
         raise ClusterError(f"the demo's Ray job ended {job.status}")
 
+    show_inference(cluster, DEMO_NAMESPACE)
+    arena_url = show_arena(cluster, RELEASE, NAMESPACE, DEMO_NAMESPACE)
+
     _section(f"operator metrics (http://{operator_ip}:8080/metrics, ours only)")
     print(_our_metrics(f"http://{operator_ip}:8080/metrics"))
     _section("next")
@@ -126,6 +137,7 @@ def up_local() -> None:
         f"export KUBECONFIG={cluster.kubeconfig}\n"
         f"kubectl get rayclusters -A; kubectl explain raycluster.spec\n"
         f"Ray dashboard: http://{head_ip}:8265 (pod IPs are reachable from this machine)\n"
+        f"Arena UI: {arena_url} (leaderboard: {arena_url}leaderboard)\n"
         "make demo-down   # stop everything"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ def _demo(action: str, state, profile: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "arenastack_cluster.cli", "demo", action, "--profile", profile],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         cwd=REPO_ROOT,
         # A pod range apart from a developer's own demo (10.244.0.0/24).
         env={**os.environ, "ARENASTACK_STATE": str(state), "ARENASTACK_POD_CIDR": "10.245.90.0/24"},
@@ -47,9 +48,10 @@ def test_kwok_demo_shows_the_stack_and_down_stops_it(tmp_path):
 
 
 @pytest.mark.e2e
-def test_local_demo_runs_a_ray_job_on_the_workers():
+def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena():
     """What `make demo` does: the chart's operator pod turns the sample into a real Ray
-    cluster whose workers compute the job."""
+    cluster whose workers compute the job, serves two models through their routers, and
+    runs the arena over them."""
     # Not under /tmp: the local node gives each container a private /tmp, which would
     # hide a node state folder kept there from the container's own process wrapper.
     state = REPO_ROOT / ".state" / f"test-demo-{os.getpid()}"
@@ -60,6 +62,18 @@ def test_local_demo_runs_a_ray_job_on_the_workers():
         assert "sum of squares 0..99 = 328350 computed by tasks on ['demo-cpu-worker-" in out
         assert out.count("demo-cpu-worker-") >= 4  # two workers in the table and the answer
         assert 'arenastack_operator_managed_objects{kind="RayCluster",phase="Ready"} 1.0' in out
+        # Two models served through their routers...
+        assert re.search(
+            r"tiny-a\s+tiny-a\s+1\s+http://tiny-a-router\.demo\.svc\.cluster\.local:8000/v1", out
+        )
+        assert "tiny-a via http://" in out and "tiny-b via http://" in out
+        # ...and the arena seeded from the real counts, then one battle between them.
+        assert "leaderboard from 1,670,250 real battles (2024-08-14)" in out
+        assert re.search(r"\n\s+1\s+chatgpt-4o-latest\s+1315\.\d", out)
+        assert re.search(r"\n\s+61\s+mixtral-8x7b-instruct-v0\.1\s+1114\.0\n", out)
+        assert "voted model_a -> revealed: A = tiny-" in out
+        assert "leaderboard now counts 1,670,251 battles" in out
+        assert re.search(r"battle page http://[\d.]+:8080/", out)
     finally:
         down = _demo("down", state, "local")
     assert down.returncode == 0, down.stderr
