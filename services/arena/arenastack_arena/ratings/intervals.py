@@ -66,11 +66,27 @@ def bootstrap_ratings(
             draw = rng.multinomial(total, probs).reshape(cells.shape).astype(np.float64)
             data = PairData.from_cells(base, draw[:, 0], draw[:, 1], draw[:, 2])
             same_graph = full_connected and np.array_equal(edge_pattern(data), full_edges)
-            theta = _chord(data, theta_hat, factor) if same_graph else None
+            chord = same_graph or (full_connected and _all_present(data))
+            theta = _chord(data, theta_hat, factor) if chord else None
             if theta is None:
                 theta, _, _ = fit_pairs(data, theta_hat, BOOTSTRAP_TOLERANCE, same_graph)
             out[r] = theta
     return out
+
+
+def _all_present(data: PairData) -> bool:
+    """Every model has battles in this draw.
+
+    With many models and sparse pairs nearly every draw empties some cell, so
+    its edge pattern differs from the full data's; the chord still finds such
+    a draw's MLE when there is one. Converging means the score vanished, which
+    only happens at a finite maximum, so a draw without one (a model that
+    never lost in it) fails to converge and gets Newton with the full checks.
+    """
+    present = (
+        np.bincount(data.i, data.n, data.n_models) + np.bincount(data.j, data.n, data.n_models)
+    ) > 0
+    return bool(present.all())
 
 
 def _chord(data: PairData, theta0: np.ndarray, factor: tuple | None) -> np.ndarray | None:

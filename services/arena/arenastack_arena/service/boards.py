@@ -64,16 +64,28 @@ def counts_from_rows(
     rows: list[tuple[str, str, str, int]], seed: PairCounts | None = None
 ) -> PairCounts:
     """(model_a, model_b, winner, count) rows, plus optional seed counts, as PairCounts."""
-    names = sorted({r[0] for r in rows} | {r[1] for r in rows} | set(seed.models if seed else ()))
+    columns = tuple(zip(*rows, strict=True)) or ((), (), (), ())
+    return _counts(*(np.array(c, dtype=object) for c in columns), seed=seed)
+
+
+def _counts(
+    a: np.ndarray, b: np.ndarray, winner: np.ndarray, n: np.ndarray, seed: PairCounts | None
+) -> PairCounts:
+    """Counts over the models that appear (in these rows or the seed), names sorted."""
+    names = sorted(set(a) | set(b) | set(seed.models if seed else ()))
     index = {m: k for k, m in enumerate(names)}
-    pairs = np.array([[index[a], index[b]] for a, b, _, _ in rows], dtype=np.int64).reshape(-1, 2)
-    table = np.zeros((len(rows), len(OUTCOMES)))
-    table[np.arange(len(rows)), [_OUTCOME[w] for _, _, w, _ in rows]] = [c for *_, c in rows]
+    pairs = np.stack([_codes(a, index), _codes(b, index)], axis=1)
+    table = np.zeros((len(a), len(OUTCOMES)))
+    table[np.arange(len(a)), _codes(winner, _OUTCOME)] = n.astype(np.float64)
     if seed is not None:
         remap = np.array([index[m] for m in seed.models])
         pairs = np.concatenate([pairs, np.stack([remap[seed.i], remap[seed.j]], axis=1)])
         table = np.concatenate([table, seed.counts])
     return from_pair_table(names, pairs, table)
+
+
+def _codes(values: np.ndarray, index: dict[str, int]) -> np.ndarray:
+    return np.fromiter(map(index.__getitem__, values), np.int64, len(values))
 
 
 def board_payload(counts: PairCounts, scale: EloScale, rounds: int) -> dict[str, Any]:
@@ -269,22 +281,20 @@ def compute_boards(
 ) -> Boards:
     """The overall and per-category boards from (category, model_a, model_b, winner, n) rows."""
     out = Boards(refreshed_at=time.time())
-    overall_rows = [r[1:] for r in rows]
-    categories: dict[str, list[tuple[str, str, str, int]]] = {}
-    for category, *rest in rows:
-        if category:
-            categories.setdefault(category, []).append(tuple(rest))
-    if overall_rows or seed is not None:
-        counts = counts_from_rows(overall_rows, seed)
+    columns = tuple(zip(*rows, strict=True)) or ((), (), (), (), ())
+    category, a, b, winner, n = (np.array(c, dtype=object) for c in columns)
+    if len(a) or seed is not None:
+        counts = _counts(a, b, winner, n, seed)
         out.boards[OVERALL] = board_payload(counts, _usable(scale, counts.models), rounds)
         votes = counts.votes_per_model()
         out.model_votes = {m: int(v) for m, v in zip(counts.models, votes, strict=True)}
         total = counts.counts.sum(axis=1)
         out.pair_votes = {
-            (counts.models[i], counts.models[j]): int(n)
-            for i, j, n in zip(counts.i.tolist(), counts.j.tolist(), total.tolist(), strict=True)
+            (counts.models[i], counts.models[j]): int(t)
+            for i, j, t in zip(counts.i.tolist(), counts.j.tolist(), total.tolist(), strict=True)
         }
-    for category, cat_rows in categories.items():
-        counts = counts_from_rows(cat_rows)
-        out.boards[category] = board_payload(counts, _usable(scale, counts.models), rounds)
+    for name in sorted({c for c in category if c}):
+        mask = category == name
+        counts = _counts(a[mask], b[mask], winner[mask], n[mask], None)
+        out.boards[name] = board_payload(counts, _usable(scale, counts.models), rounds)
     return out
