@@ -190,6 +190,21 @@ def autoscaler_log(cluster: LocalCluster, ns: str, head: str) -> str:
     return cluster.kubectl("logs", "-n", ns, head, "-c", "autoscaler", check=False).stdout
 
 
+def print_diagnostics(cluster: LocalCluster, ns: str, pods: Watch) -> None:
+    """What each pod's containers did, and the end of their logs (previous run too)."""
+    print(cluster.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout)
+    print(yaml.safe_dump([(k, p["metadata"]["name"], p["status"].get("phase"))
+                          for k, p in pods.events]))  # fmt: skip
+    latest = {p["metadata"]["name"]: p for p in pods.objects()}
+    for name, pod in latest.items():
+        for status in pod["status"].get("containerStatuses") or []:
+            container = status["name"]
+            print(f"--- {name}/{container}: {json.dumps(status.get('lastState'))}")
+            for previous in ("--previous", ""):
+                args = ["logs", "-n", ns, name, "-c", container, "--tail=40"]
+                print(cluster.kubectl(*args, *([previous] if previous else []), check=False).stdout)
+
+
 @pytest.fixture(scope="module")
 def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
     """The chart installed as a user would: the operator runs as its Deployment's pod."""
@@ -293,6 +308,10 @@ def test_ray_autoscaler_scales_workers_up_and_down(
         assert deleted == named, (deleted, named)  # exactly the pods named, nothing else
         assert max(replicas(r) or 0 for r in clusters.objects()) == 2
         assert clusters.latest()["status"]["state"] == "ready"  # type: ignore[index]
+        # Its RBAC and environment were enough: no call the apiserver refused, no crash.
+        log = autoscaler_log(cl, ns, head_name)
+        print("\n".join(x for x in log.splitlines() if "WARN" in x or "ERROR" in x))
+        assert "Forbidden" not in log and "Traceback" not in log, log[-3000:]
         print(
             f"\nautoscaler {version}: request_resources(num_cpus=2) job {t_job - start:.1f} s, "
             f"then replicas patched +{t_patched - t_job:.1f} s, both workers in Ray "
@@ -301,11 +320,7 @@ def test_ray_autoscaler_scales_workers_up_and_down(
             f"{t_all_gone - t_withdrawn:.1f} s (idleTimeoutSeconds {IDLE_TIMEOUT_S})"
         )
     except BaseException:
-        print(cl.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout)
-        print(yaml.safe_dump([(k, p["metadata"]["name"], p["status"].get("phase"))
-                              for k, p in pods.events]))  # fmt: skip
-        if head_name:
-            print(autoscaler_log(cl, ns, head_name)[-6000:])
+        print_diagnostics(cl, ns, pods)
         raise
     finally:
         pods.stop()
