@@ -429,7 +429,10 @@ def main() -> None:
         f"one-token requests), {added['loaded_ttft_p50_ms']} ms to TTFT p50 under the load. "
         f"Service's: {service_added['idle_p50_ms']} ms and "
         f"{service_added['loaded_ttft_p50_ms']} ms. Direct = the client alternates between the "
-        "two pods itself.",
+        "two pods itself. The router runs its default cache_aware policy, which first asks each "
+        "engine to render the prompt (engines started with --enable-scale-out): part of its added "
+        "latency. The Service: kube-proxy iptables rules pick an endpoint at random per "
+        "connection; every request opens its own.",
         ["ours", "anchor", "direct"],
     )  # fmt: skip
     figures = replica["figures"]
