@@ -33,7 +33,7 @@ NAMESPACE = "e2e-multinode"
 NAME = "stages"
 CLUSTER = names.ray_cluster_name(NAME, 0)
 CPU_RAY_ERROR = "ValueError: current platform cpu does not support ray."
-START_TIMEOUT_S = 420.0  # Ray head, worker and engine start on a busy 2-core machine
+START_TIMEOUT_S = 600.0  # Ray head, worker and engine start on a busy 2-core machine
 JOIN_TIMEOUT_S = 240.0
 
 
