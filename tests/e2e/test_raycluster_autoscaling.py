@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 import yaml
 
-from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.operatorchart import operator_installed
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
 RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
-OPERATOR_NS = "arenastack-system"
 IDLE_TIMEOUT_S = 10
 # Ray's autoscaler calls the apiserver with `requests`, so the apiserver records its writes
 # under this field manager (the operator and kubectl have other names).
@@ -207,13 +207,8 @@ def print_diagnostics(cluster: LocalCluster, ns: str, pods: Watch) -> None:
 
 @pytest.fixture(scope="module")
 def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
-    """The chart installed as a user would: the operator runs as its Deployment's pod."""
-    local_cluster.helm(
-        "upgrade", "--install", "arenastack", str(CHART_DIR), "-n", OPERATOR_NS,
-        "--create-namespace", "--wait", "--timeout", "180s",
-    )  # fmt: skip
-    yield
-    local_cluster.helm("uninstall", "arenastack", "-n", OPERATOR_NS, "--wait", check=False)
+    with operator_installed(local_cluster):
+        yield
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
