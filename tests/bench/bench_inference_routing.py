@@ -173,7 +173,12 @@ def router_for(policy: str, engines: list[Process], python: Path, workdir: Path)
     return router
 
 
-def measure(python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Path) -> dict:
+POLICIES = (("anchor", "roundRobin"), ("ours", "cacheAware"))
+
+
+def measure(
+    python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Path, ours_first: bool
+) -> dict:
     # Both policies run on the same engines, configured so cache_aware can work at all.
     flags = ["--enforce-eager", "--kv-cache-memory-bytes", kv_cache, *CACHE_AWARE_ENGINE_FLAGS]
     spec = tiny_spec(model, SERVED, maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
@@ -183,7 +188,9 @@ def measure(python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Pat
     try:
         for e in engines:
             e.wait_http("/v1/models", timeout=600)
-        for label, policy in (("anchor", "roundRobin"), ("ours", "cacheAware")):
+        # The second cache size runs the policies the other way round, so a machine whose load
+        # drifts during the run favours neither.
+        for label, policy in POLICIES[::-1] if ours_first else POLICIES:
             router = router_for(policy, engines, python, workdir)
             processes.append(router)
             started = time.monotonic()
@@ -223,7 +230,8 @@ def main() -> None:
     load_before = load_average()
     started = time.monotonic()
     regimes = {
-        name: measure(python, model, kv, scale, workdir) for name, kv in scale.kv_caches.items()
+        name: measure(python, model, kv, scale, workdir, ours_first=i % 2 == 1)
+        for i, (name, kv) in enumerate(scale.kv_caches.items())
     }
     head = regimes["pressure"]
     ours, anchor = head["ours"], head["anchor"]
