@@ -41,9 +41,9 @@ from inference_load import Conversation, LoadResult, conversations
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import httpx
 from vllm_processes import (
-    CACHE_AWARE_ENGINE_FLAGS,
     SERVED,
     Process,
+    cache_aware_extra_args,
     counter,
     start_engine,
     start_router,
@@ -180,7 +180,8 @@ def measure(
     python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Path, ours_first: bool
 ) -> dict:
     # Both policies run on the same engines, configured so cache_aware can work at all.
-    flags = ["--enforce-eager", "--kv-cache-memory-bytes", kv_cache, *CACHE_AWARE_ENGINE_FLAGS]
+    flags = ["--enforce-eager", "--kv-cache-memory-bytes", kv_cache]
+    flags += cache_aware_extra_args(maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
     spec = tiny_spec(model, SERVED, maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
     engines = [start_engine(python, spec, workdir, core=core) for core in (0, 1)]
     processes = list(engines)

@@ -32,6 +32,16 @@ SERVED = "tiny"  # the served model name of the e2e engines
 CACHE_AWARE_ENGINE_FLAGS = ["--enable-scale-out"]
 
 
+def cache_aware_extra_args(**engine_fields: Any) -> list[str]:
+    """CACHE_AWARE_ENGINE_FLAGS the operator's engine command lacks for these engine fields
+    (none once the operator adds them itself), for a spec's extraArgs."""
+    spec = InferenceDeploymentSpec.model_validate(
+        {"model": {"path": "/m"}, "gpusPerReplica": 0, "engine": engine_fields}
+    )
+    argv = engine.engine_args(spec, engine.default_executor(spec))
+    return [flag for flag in CACHE_AWARE_ENGINE_FLAGS if flag not in argv]
+
+
 def vllm_env_python() -> Path:
     """Builds (once, cached outside the repository) and returns the vLLM environment's python."""
     proc = subprocess.run(
