@@ -52,11 +52,7 @@ sys.path.insert(0, str(HERE.parent / "arena"))
 from arena_processes import model_double, postgres, start_service, stop  # noqa: E402
 
 from arenastack_arena.ratings import OUTCOMES, load_leaderbot_json  # noqa: E402
-from arenastack_arena.service.boards import (  # noqa: E402
-    LeaderboardCache,
-    board_payload,
-    counts_from_rows,
-)
+from arenastack_arena.service.boards import LeaderboardCache, compute_boards  # noqa: E402
 from arenastack_arena.service.db import Database, Tx  # noqa: E402
 from arenastack_arena.service.metrics import Metrics  # noqa: E402
 from arenastack_arena.service.settings import Settings  # noqa: E402
@@ -301,9 +297,8 @@ def refresh_at_scale(database_url: str) -> dict[str, Any]:
     rows = db.read_sync(outcome_counts)
     parts["read_counts_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    overall = counts_from_rows([r[1:] for r in rows])
-    board_payload(overall, cache.scale, settings.leaderboard_bootstrap_rounds)
-    parts["overall_board_s"] = time.perf_counter() - t1
+    compute_boards(rows, cache.scale, settings.leaderboard_bootstrap_rounds, None)
+    parts["compute_boards_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     old_rows = db.read_sync(group_by_votes)
     parts["group_by_votes_s"] = time.perf_counter() - t2
@@ -327,8 +322,9 @@ def refresh_at_scale(database_url: str) -> dict[str, Any]:
         "refresh_seconds": round(refresh_s, 3),
         "style_refresh_seconds": round(style_s, 3),
         "style_votes": settings.style_max_votes,
-        "anchor_group_by_plus_board_seconds": round(
-            parts["group_by_votes_s"] + parts["overall_board_s"], 3
+        # The refresh as it was: the same boards from a GROUP BY over every vote.
+        "anchor_group_by_refresh_seconds": round(
+            parts["group_by_votes_s"] + parts["compute_boards_s"], 3
         ),
         "parts": {k: round(v, 3) for k, v in parts.items()},
         "load_average_1m": load,
@@ -384,7 +380,7 @@ def main() -> None:
         "sqlite_healthz_per_s": s["ceiling_healthz"]["per_s"],
         "sqlite_healthz_p99_ms": s["ceiling_healthz"]["p99_ms"],
         "postgresql_healthz_per_s": p["ceiling_healthz"]["per_s"],
-        "refresh_1m_group_by_plus_board_seconds": f["anchor_group_by_plus_board_seconds"],
+        "refresh_1m_group_by_seconds": f["anchor_group_by_refresh_seconds"],
     }
     result["ratios"] = {
         "sqlite_votes_vs_ceiling": s["votes_uncached"]["vs_ceiling"],
@@ -392,7 +388,7 @@ def main() -> None:
         "postgresql_votes_vs_ceiling": p["votes_uncached"]["vs_ceiling"],
         "postgresql_cached_votes_vs_ceiling": p["votes_cached"]["vs_ceiling"],
         "refresh_vs_group_by": round(
-            f["refresh_seconds"] / f["anchor_group_by_plus_board_seconds"], 3
+            f["refresh_seconds"] / f["anchor_group_by_refresh_seconds"], 3
         ),
         "note": "votes: throughput ours/ceiling, higher is better (1.0 = as fast as a no-op); "
         "refresh: seconds ours/anchor, lower is better",
@@ -447,9 +443,10 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Leaderboard refresh with {f['stored_votes']:,} stored votes (SQLite, load average "
         f"{f['load_average_1m']}): plain boards (overall + categories, 100-round bootstrap) from "
-        f"the vote_counts table ({f['count_rows']:,} rows) **{f['refresh_seconds']} s**, vs "
-        f"{f['anchor_group_by_plus_board_seconds']} s for the GROUP BY over the votes that it "
-        f"replaced plus the overall board alone (anchor); style-controlled board refit from the "
+        f"the vote_counts table ({f['count_rows']:,} rows), in the worker process as the service "
+        f"runs it: **{f['refresh_seconds']} s**; anchor, the same boards from the GROUP BY over "
+        f"every vote that the counts table replaced: {f['anchor_group_by_refresh_seconds']} s. "
+        f"Style-controlled board refit from the "
         f"latest {f['style_votes']:,} votes on its own schedule {f['style_refresh_seconds']} s; "
         f"parts {json.dumps(f['parts'])}.",
         "",

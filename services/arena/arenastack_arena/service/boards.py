@@ -160,7 +160,7 @@ class LeaderboardCache:
         self.version = 1
         self._counts_seen = 0
         self._style_seen = 0
-        self._style_at = -float("inf")
+        self._style_at = time.monotonic()
         self._style_board: dict[str, Any] | None = None
         self._wake = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
@@ -185,10 +185,13 @@ class LeaderboardCache:
         self._wake.set()
 
     def _style_due(self) -> bool:
-        return (
-            self.version > self._style_seen
-            and time.monotonic() - self._style_at >= self.settings.style_refresh_s
-        )
+        if self.version <= self._style_seen:
+            return False
+        waited = time.monotonic() - self._style_at
+        interval = self.settings.style_refresh_s
+        # The plain boards go first: a style refit waits while they have votes to
+        # catch up on, unless it is overdue (under sustained voting they always have).
+        return waited >= interval and (not self.changes or waited >= 2 * interval)
 
     async def run(self) -> None:
         while True:

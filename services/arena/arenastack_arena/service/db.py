@@ -35,6 +35,7 @@ from arenastack_arena.service.migrations import MIGRATIONS
 log = logging.getLogger(__name__)
 MAX_BATCH = 1024
 READ_THREADS = 4
+CHECKPOINT_INTERVAL_S = 1.0
 # PostgreSQL advisory lock key so that replicas starting together migrate once.
 MIGRATION_LOCK_KEY = 0x41524E41
 
@@ -125,6 +126,8 @@ class Database:
         self._writer: threading.Thread | None = None
         self._local = threading.local()
         self._point: Any = None
+        self._checkpointer: threading.Thread | None = None
+        self._stopping = threading.Event()
         # Every reader thread's connection, so that close() can close them all.
         self._read_conns: list[Any] = []
         self._read_lock = threading.Lock()
@@ -155,12 +158,37 @@ class Database:
     def start(self) -> None:
         conn = self._connect(writer=True)
         self._migrate(conn)
+        if self.dialect.name == "sqlite" and self._path != ":memory:":
+            # SQLite would checkpoint inside the commit that fills the WAL, stalling
+            # that batch's votes for a copy and an fsync of the database file; a
+            # thread of its own checkpoints instead, without blocking the writer.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="arena-db-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="arena-db-writer", daemon=True
         )
         self._writer.start()
 
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect(writer=False)
+        try:
+            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    # PASSIVE: copies what no reader still needs, never waits for anyone.
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
+        finally:
+            conn.close()
+
     def close(self) -> None:
+        self._stopping.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
+            self._checkpointer = None
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join(timeout=30)
