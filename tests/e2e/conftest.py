@@ -1,4 +1,5 @@
-"""e2e fixtures: the vLLM environment, a tiny model, and two real engines for the session."""
+"""e2e fixtures: the vLLM environment, a tiny model, two real engines for the session, and
+the chart's operator on the local node."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from vllm_processes import SERVED, Process, start_engine, tiny_model, tiny_spec, vllm_env_python
+
+from arenastack_cluster.cluster import LocalCluster
+from arenastack_cluster.operatorchart import operator_installed
 
 # Few sequences per batch, so a modest burst queues requests (vllm:num_requests_waiting > 0).
 MAX_NUM_SEQS = 4
@@ -37,3 +41,11 @@ def engines(
     finally:
         for process in started:
             process.stop()
+
+
+@pytest.fixture(scope="module")
+def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
+    """The chart installed as a user would, so the operator runs as its Deployment's pod;
+    per module, so each module starts from an operator that has seen nothing else."""
+    with operator_installed(local_cluster):
+        yield

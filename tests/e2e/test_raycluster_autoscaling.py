@@ -20,14 +20,13 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
 from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
-from arenastack_cluster.operatorchart import operator_installed
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
@@ -203,12 +202,6 @@ def print_diagnostics(cluster: LocalCluster, ns: str, pods: Watch) -> None:
             for previous in ("--previous", ""):
                 args = ["logs", "-n", ns, name, "-c", container, "--tail=40"]
                 print(cluster.kubectl(*args, *([previous] if previous else []), check=False).stdout)
-
-
-@pytest.fixture(scope="module")
-def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
-    with operator_installed(local_cluster):
-        yield
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

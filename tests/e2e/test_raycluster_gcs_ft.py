@@ -18,20 +18,19 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, JobResult, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE = REPO_ROOT.parent / "shared" / "compat" / "kuberay" / "ray-cluster.external-redis.yaml"
 RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
-OPERATOR_NS = "arenastack-system"
 NAMESPACE = "ray-gcs-ft"
 # The sample's scripts, mounted on the head from its ConfigMap.
 CREATE_ACTOR = "python /home/ray/samples/detached_actor.py"
@@ -50,17 +49,6 @@ NODES = (
     "'"
 )
 TIMEOUT_S = 300.0
-
-
-@pytest.fixture(scope="module")
-def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
-    """The chart installed as a user would: the operator runs as its Deployment's pod."""
-    local_cluster.helm(
-        "upgrade", "--install", "arenastack", str(CHART_DIR), "-n", OPERATOR_NS,
-        "--create-namespace", "--wait", "--timeout", "180s",
-    )  # fmt: skip
-    yield
-    local_cluster.helm("uninstall", "arenastack", "-n", OPERATOR_NS, "--wait", check=False)
 
 
 def _get(cl: LocalCluster, *args: str) -> Any:

@@ -9,14 +9,13 @@ import json
 import pytest
 import yaml
 
-from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT
+from arenastack_cluster.cluster import REPO_ROOT
 from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE = REPO_ROOT.parent / "shared" / "compat" / "kuberay" / "ray-cluster.sample.yaml"
 RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
-OPERATOR_NS = "arenastack-system"
 
 # Runs on the head as the job's driver. Tasks are spread and an actor is pinned to a
 # worker node, and the job prints where each ran.
@@ -48,25 +47,6 @@ print("RESULT", sum(v for v, _ in results), total,
 def _get(cluster, *args: str) -> dict | None:
     out = cluster.kubectl("get", *args, "-o", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 else None
-
-
-@pytest.fixture(scope="module")
-def chart_operator(local_cluster):
-    """The chart installed as a user would: the operator runs as its Deployment's pod."""
-    local_cluster.helm(
-        "upgrade",
-        "--install",
-        "arenastack",
-        str(CHART_DIR),
-        "-n",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "180s",
-    )
-    yield
-    local_cluster.helm("uninstall", "arenastack", "-n", OPERATOR_NS, "--wait", check=False)
 
 
 def test_kuberay_sample_runs_tasks_actors_and_a_job(local_cluster, chart_operator):
