@@ -33,10 +33,20 @@ def vllm_python(link_runtime: bool = False) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1]) / "bin" / "python"
 
 
-def tiny_model(python: Path, name: str, seed: int) -> Path:
-    """A tiny random-weight Llama (seeded, so the same name and seed give the same model)."""
-    argv = [str(python), str(TINY_MODEL_SCRIPT), "--name", name, "--seed", str(seed)]
+def _make(python: Path, *args: str) -> Path:
+    """Runs make_tiny_model.py in the vLLM environment; its last output line is the folder."""
+    argv = [str(python), str(TINY_MODEL_SCRIPT), *args]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise ClusterError(f"make_tiny_model.py failed:\n{proc.stderr[-3000:]}")
+        raise ClusterError(f"make_tiny_model.py {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def tiny_model(python: Path, name: str = "tiny-llama", seed: int = 0) -> Path:
+    """A tiny random-weight Llama (seeded, so the same name and seed give the same model)."""
+    return _make(python, "--name", name, "--seed", str(seed))
+
+
+def tiny_lora(python: Path, model: Path, seed: int = 0) -> Path:
+    """A small LoRA adapter for `model`, made locally (seeded)."""
+    return _make(python, "--lora-for", str(model), "--seed", str(seed))

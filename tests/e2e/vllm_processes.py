@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,10 @@ from typing import Any
 
 import httpx
 
+from arenastack_cluster import vllmenv
+from arenastack_cluster.processes import free_port as free_port
+from arenastack_cluster.vllmenv import tiny_lora as tiny_lora
+from arenastack_cluster.vllmenv import tiny_model as tiny_model
 from arenastack_operator.inferencedeployment import engine, names
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 
@@ -24,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 ENGINE_START_TIMEOUT_S = 300.0  # cold start on a busy 2-core machine
 ROUTER_START_TIMEOUT_S = 60.0
 # The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a small KV cache.
-FAST_FLAGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
+FAST_FLAGS = vllmenv.FAST_ENGINE_ARGS
 SERVED = "tiny"  # the served model name of the e2e engines
 # vllm-router's cache_aware policy (0.1.17) asks each engine to render the prompt
 # (/v1/chat/completions/render) to route by prefix; vLLM 0.32 serves that only with this flag,
@@ -44,40 +47,7 @@ def cache_aware_extra_args(**engine_fields: Any) -> list[str]:
 
 def vllm_env_python() -> Path:
     """Builds (once, cached outside the repository) and returns the vLLM environment's python."""
-    proc = subprocess.run(
-        [str(REPO / "hack" / "vllm-env.sh")], capture_output=True, text=True, timeout=1800
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"hack/vllm-env.sh failed:\n{proc.stderr[-3000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1]) / "bin" / "python"
-
-
-def tiny_model(python: Path, name: str = "tiny-llama", seed: int = 0) -> Path:
-    proc = subprocess.run(
-        [str(python), str(REPO / "hack" / "make_tiny_model.py"), "--name", name,
-         "--seed", str(seed)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"make_tiny_model.py failed:\n{proc.stderr[-3000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def tiny_lora(python: Path, model: Path, seed: int = 0) -> Path:
-    proc = subprocess.run(
-        [str(python), str(REPO / "hack" / "make_tiny_model.py"), "--lora-for", str(model),
-         "--seed", str(seed)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"make_tiny_model.py --lora-for failed:\n{proc.stderr[-3000:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return vllmenv.vllm_python()
 
 
 def with_address(args: list[str], host: str, port: int) -> list[str]:
