@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from typing import Any
 
 import yaml
@@ -24,7 +23,7 @@ from openai import OpenAI
 
 from arenastack_cluster.arenaclient import ArenaClient
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
-from arenastack_cluster.processes import ClusterError
+from arenastack_cluster.processes import ClusterError, poll
 from arenastack_cluster.vllmenv import FAST_ENGINE_ARGS, tiny_model, vllm_python
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
@@ -52,16 +51,6 @@ def _section(title: str) -> None:
 def _get(cluster: LocalCluster, *args: str) -> Any:
     out = cluster.kubectl("get", *args, "-o", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 else None
-
-
-def _wait(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(2)
-    raise ClusterError(f"{what}: not done after {timeout:.0f} s")
 
 
 def _ready_pod_ip(cluster: LocalCluster, namespace: str, selector: str) -> str | None:
@@ -124,13 +113,13 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
     routers: dict[str, str] = {}
     for name in DEMO_MODELS:
         try:
-            _wait(f"InferenceDeployment {name}", lambda n=name: _serving(cluster, namespace, n),
+            poll(f"InferenceDeployment {name}", lambda n=name: _serving(cluster, namespace, n),
                   READY_TIMEOUT_S)  # fmt: skip
         except ClusterError:
             pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False)
             raise ClusterError(f"InferenceDeployment {name} never served:\n{pods.stdout}") from None
         selector = f"{names.LABEL_DEPLOYMENT}={name},{constants.LABEL_COMPONENT}=router"
-        ip = _wait(f"{name}'s router", lambda s=selector: _ready_pod_ip(cluster, namespace, s),
+        ip = poll(f"{name}'s router", lambda s=selector: _ready_pod_ip(cluster, namespace, s),
                    ROUTER_TIMEOUT_S)  # fmt: skip
         routers[name] = f"http://{ip}:{names.ROUTER_PORT}/v1"
 
@@ -138,7 +127,7 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
     print(cluster.kubectl("get", "inferencedeployments", "-n", namespace).stdout.strip())
     _section(f"a chat completion through each router (openai client): {PROMPT!r}")
     for name, url in routers.items():
-        answer = _wait(f"an answer from {name}", lambda u=url, n=name: _chat(u, n),
+        answer = poll(f"an answer from {name}", lambda u=url, n=name: _chat(u, n),
                        ROUTER_TIMEOUT_S)  # fmt: skip
         print(f"{name} via {url}: {answer!r}")
     print("(random-weight tiny models: the words are noise, the serving path is real)")
@@ -219,7 +208,7 @@ def show_arena(cluster: LocalCluster, release: str, namespace: str, models_names
                  "--set-file", f"arena.seedCounts.json={SEED_COUNTS}",
                  "--wait", "--timeout", f"{ARENA_TIMEOUT_S:.0f}s")  # fmt: skip
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=arena"
-    ip = _wait("the arena pod", lambda: _ready_pod_ip(cluster, namespace, selector), 60)
+    ip = poll("the arena pod", lambda: _ready_pod_ip(cluster, namespace, selector), 60)
     print(cluster.kubectl("get", "deploy,svc,pods", "-n", namespace, "-l", selector).stdout)
     arena = ArenaClient(f"http://{ip}:{ARENA_PORT}", token)
 

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 class ClusterError(RuntimeError):
@@ -103,6 +104,19 @@ class Process:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float, period: float = 0.5) -> Any:
+    """`check()`'s first truthy result within `timeout` seconds; else an error naming `what`
+    and the last result seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(period)
+    raise ClusterError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 
 
 def wait_for(

@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from arenastack_cluster.cluster import LocalCluster
+from arenastack_cluster.processes import poll
 from arenastack_operator import constants
 
 STOP_TIMEOUT_S = 30
@@ -53,12 +53,5 @@ def get(cluster: LocalCluster, namespace: str, *args: str) -> Any:
 
 
 def wait(what: str, check: Callable[[], Any], timeout: float, period: float = 1.0) -> Any:
-    """`check()`'s first truthy result within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+    """`check()`'s first truthy result within `timeout` seconds (polled once a second)."""
+    return poll(what, check, timeout, period)

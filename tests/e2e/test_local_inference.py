@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from openai import AsyncOpenAI, OpenAI
 from vllm_processes import FAST_FLAGS, REPO, SERVED, tiny_lora, tiny_model
 
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
+from arenastack_cluster.processes import poll
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
@@ -39,17 +40,6 @@ ADAPTER = "tiny-lora"
 OTHER = "tiny-b"
 SCALE_DOWN_WINDOW_S = 15
 BURST = 16
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
 
 
 def _chat(client: OpenAI, model: str) -> str | None:
@@ -153,7 +143,7 @@ def test_deployment_serves_scales_and_loads_adapters(
         return status if ok == "True" else None
 
     try:
-        status = wait("the deployment to serve", serving, READY_TIMEOUT_S)
+        status = poll("the deployment to serve", serving, READY_TIMEOUT_S)
     except AssertionError:
         logs = [cl.kubectl("logs", p["metadata"]["name"], "-n", NAMESPACE, check=False).stdout
                 for p in pods(cl, "engine") + pods(cl, "router")]  # fmt: skip
@@ -162,7 +152,7 @@ def test_deployment_serves_scales_and_loads_adapters(
     assert status["endpoint"] == f"http://tiny-router.{NAMESPACE}.svc.cluster.local:8000/v1"
 
     engine_ip = ready_ip(cl, "engine")
-    router_ip = wait("a ready router", lambda: ready_ip(cl, "router"), 60)
+    router_ip = poll("a ready router", lambda: ready_ip(cl, "router"), 60)
     messages = [{"role": "user", "content": "Say something."}]
     direct = OpenAI(base_url=f"http://{engine_ip}:{names.ENGINE_PORT}/v1", api_key="none")
     reference = direct.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
@@ -170,7 +160,7 @@ def test_deployment_serves_scales_and_loads_adapters(
     routed = OpenAI(base_url=f"http://{router_ip}:{names.ROUTER_PORT}/v1", api_key="none",
                     max_retries=0)  # fmt: skip
 
-    content = wait("an answer through the router", lambda: _chat(routed, SERVED), 90)
+    content = poll("an answer through the router", lambda: _chat(routed, SERVED), 90)
     assert content == reference.choices[0].message.content
     streamed = routed.chat.completions.create(model=SERVED, messages=messages, max_tokens=8,
                                               temperature=0, stream=True)  # fmt: skip
@@ -183,11 +173,11 @@ def test_deployment_serves_scales_and_loads_adapters(
     assert "".join(p.choices[0].text for p in pieces) == completion.choices[0].text
 
     # The other model answers through its own router, differently.
-    wait("the other deployment to serve", lambda: serving("other"), READY_TIMEOUT_S)
-    other_router = wait("its router", lambda: ready_ip(cl, "router", "other"), 60)
+    poll("the other deployment to serve", lambda: serving("other"), READY_TIMEOUT_S)
+    other_router = poll("its router", lambda: ready_ip(cl, "router", "other"), 60)
     other_client = OpenAI(base_url=f"http://{other_router}:{names.ROUTER_PORT}/v1",
                           api_key="none", max_retries=0)  # fmt: skip
-    other_chat = wait("an answer from the other model", lambda: _chat(other_client, OTHER), 90)
+    other_chat = poll("an answer from the other model", lambda: _chat(other_client, OTHER), 90)
     assert other_chat and other_chat != content
     assert [m.id for m in other_client.models.list().data] == [OTHER]
     cl.kubectl("delete", "inferencedeployment", "other", "-n", NAMESPACE)  # frees its core
@@ -201,7 +191,7 @@ def test_deployment_serves_scales_and_loads_adapters(
     def adapter_listed() -> bool:
         return ADAPTER in {m.id for m in direct.models.list().data}
 
-    wait("the adapter on the replica", adapter_listed, 60)
+    poll("the adapter on the replica", adapter_listed, 60)
     tuned = routed.completions.create(model=ADAPTER, prompt="import os\n", max_tokens=8,
                                       temperature=0)  # fmt: skip
     assert tuned.choices[0].text and tuned.choices[0].text != completion.choices[0].text
@@ -226,15 +216,15 @@ def test_deployment_serves_scales_and_loads_adapters(
 
     answers = asyncio.run(burst())
     assert len(answers) == BURST and all(answers)
-    up = wait("a scale-up decision", lambda: decision().get("toReplicas") == 2 and decision(), 30)
+    up = poll("a scale-up decision", lambda: decision().get("toReplicas") == 2 and decision(), 30)
     assert up["fromReplicas"] == 1 and "waitingRequests" in up["reason"]
     deployment = get(cl, "deployment", "tiny-engine")
     assert deployment["spec"]["replicas"] == 2
     # ...and once the load is gone and the window has passed, back down.
-    down = wait("a scale-down decision", lambda: decision().get("toReplicas") == 1 and decision(),
+    down = poll("a scale-down decision", lambda: decision().get("toReplicas") == 1 and decision(),
                 SCALE_DOWN_WINDOW_S + 60)  # fmt: skip
     assert down["fromReplicas"] == 2
-    wait("one engine replica", lambda: get(cl, "deployment", "tiny-engine")["spec"]["replicas"]
+    poll("one engine replica", lambda: get(cl, "deployment", "tiny-engine")["spec"]["replicas"]
          == 1, 30)  # fmt: skip
     events = [e["reason"] for e in (get(cl, "events") or {}).get("items") or []]
     assert "Scaled" in events and "LoraAdaptersSynced" in events
@@ -270,7 +260,7 @@ def test_deployment_serves_scales_and_loads_adapters(
         )
 
     try:
-        wait("the replica replaced", replaced, READY_TIMEOUT_S)
+        poll("the replica replaced", replaced, READY_TIMEOUT_S)
         time.sleep(3)  # requests keep flowing to the new replica
     finally:
         stop.set()

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.processes import poll
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
@@ -114,18 +115,6 @@ class Watch:
 
     def first(self, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         return next((obj for obj in self.objects() if check(obj)), None)
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    """Poll until `check` returns something truthy and return that."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def request_resources(head_ip: str, call: str) -> None:
@@ -227,7 +216,7 @@ def test_ray_autoscaler_scales_workers_up_and_down(
         assert not live_workers(pods)
         # The generation that runs is the one asked for, not the one Ray would pick itself.
         other = STARTED_MARKER["v2" if version == "v1" else "v1"]
-        log = wait_until(
+        log = poll(
             f"the autoscaler {version} to start",
             lambda: STARTED_MARKER[version] in (s := autoscaler_log(cl, ns, head_name)) and s,
             120,
@@ -238,27 +227,27 @@ def test_ray_autoscaler_scales_workers_up_and_down(
         start = time.monotonic()
         request_resources(head_ip, "request_resources(num_cpus=2)")
         t_job = time.monotonic()
-        rc = wait_until(
+        rc = poll(
             "the autoscaler to set replicas 2",
             lambda: clusters.first(lambda r: replicas(r) == 2),
             120,
         )
         t_patched = time.monotonic()
         assert written_by_autoscaler(rc), rc["metadata"].get("managedFields")
-        workers = wait_until(
+        workers = poll(
             "two Running worker pods",
             lambda: (w := live_workers(pods)) and len(w) == 2 and all(map(running, w.values()))
             and w,
             180,
         )  # fmt: skip
         ips = {p["status"]["podIP"] for p in workers.values()}
-        wait_until("both workers to join Ray", lambda: alive_worker_ips(head_ip) == ips, 180)
+        poll("both workers to join Ray", lambda: alive_worker_ips(head_ip) == ips, 180)
         t_joined = time.monotonic()
 
         # Less demand: the autoscaler picks one idle worker, and exactly that pod goes.
         request_resources(head_ip, "request_resources(num_cpus=1)")
         t_less = time.monotonic()
-        rc = wait_until(
+        rc = poll(
             "the autoscaler to name a worker to delete",
             lambda: clusters.first(lambda r: bool(workers_to_delete(r))),
             120,
@@ -266,26 +255,26 @@ def test_ray_autoscaler_scales_workers_up_and_down(
         (first,) = workers_to_delete(rc)
         assert first in workers and replicas(rc) == 1, (first, replicas(rc))
         (kept,) = set(workers) - {first}
-        wait_until(f"pod {first} deleted", lambda: set(live_workers(pods)) == {kept}, 120)
+        poll(f"pod {first} deleted", lambda: set(live_workers(pods)) == {kept}, 120)
         t_first_gone = time.monotonic()
         kept_ip = workers[kept]["status"]["podIP"]
-        wait_until("Ray to see one worker", lambda: alive_worker_ips(head_ip) == {kept_ip}, 120)
+        poll("Ray to see one worker", lambda: alive_worker_ips(head_ip) == {kept_ip}, 120)
 
         # Withdraw the demand: the last worker goes the same way.
         request_resources(head_ip, "request_resources(bundles=[])")
         t_withdrawn = time.monotonic()
-        wait_until("the last worker deleted", lambda: not live_workers(pods), 180)
+        poll("the last worker deleted", lambda: not live_workers(pods), 180)
         t_all_gone = time.monotonic()
         # v1 clears workersToDelete once the pods are gone; v2 only with its next scale
         # request, so there it may still name the deleted pod.
-        wait_until(
+        poll(
             "replicas 0, workersToDelete naming no live pod (and cleared under v1)",
             lambda: (r := clusters.latest()) and replicas(r) == 0
             and not set(workers_to_delete(r)) & set(live_workers(pods))
             and (version == "v2" or not workers_to_delete(r)),
             120,
         )  # fmt: skip
-        wait_until("Ray to see no worker", lambda: not alive_worker_ips(head_ip), 120)
+        poll("Ray to see no worker", lambda: not alive_worker_ips(head_ip), 120)
 
         # Every value the autoscaler wrote, and every pod the operator made or deleted.
         named = {w for r in clusters.objects() for w in workers_to_delete(r)}

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.processes import poll
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, JobResult, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
@@ -57,14 +58,7 @@ def _get(cl: LocalCluster, *args: str) -> Any:
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+    return poll(what, check, timeout, period=1.0)
 
 
 def _ready(pod: dict[str, Any]) -> bool:

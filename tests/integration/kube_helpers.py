@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
+
+from arenastack_cluster.processes import poll
 
 TIMEOUT_S = 60.0
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
     """Poll `check` until it returns something truthy and return that; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return poll(what, check, timeout, period=0.3)
 
 
 def get(cluster, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
