@@ -79,10 +79,12 @@ Notes on the set-up (see the module docstring):
   flag; the operator should add it whenever the policy is cacheAware.
 - Hit rate = sum over both engines of the change in vllm:prefix_cache_hits_total over the
   change in vllm:prefix_cache_queries_total (prompt tokens) during the run.
-- With a cache that holds everything (roomy), round-robin still finds each conversation's
-  history up to its previous visit to the same replica, and every system prompt on both, so
-  the ratio is bounded well below 2 by construction; only when one replica cannot hold the
-  working set (pressure) does keeping each conversation on one replica pay twice.
+- Round-robin keeps every shared system prompt hot on both replicas and, with two replicas,
+  lands on a conversation's previous replica about half the time, finding its history up to its
+  last visit there; cache-aware's own ceiling is set by the 128-token CPU blocks (about one
+  block of every turn is recomputed). So with a roomy cache the ratio stays well below 2 by
+  construction; under pressure cache-aware can only win back the history hits that eviction
+  takes from round-robin.
 """
 
 
