@@ -206,7 +206,7 @@ def test_cpu_pipeline_stages_on_ray_nodes_become_a_raycluster(cluster, operator,
         "python3 -m vllm.entrypoints.openai.api_server --model /models/tiny "
         "--served-model-name tiny --host 0.0.0.0 --port 8000 --dtype float32 "
         "--tensor-parallel-size 1 --pipeline-parallel-size 2 "
-        "--distributed-executor-backend ray --max-model-len 512"
+        "--distributed-executor-backend ray --max-model-len 512 --enable-scale-out"
     ]
     assert head["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
     assert head["readinessProbe"]["httpGet"]["path"] == "/v1/models"

@@ -62,6 +62,22 @@ def test_engine_command_is_vllms_openai_server_with_typed_flags() -> None:
     assert command[-1] == "--enforce-eager"  # extra args last, unchanged
 
 
+@pytest.mark.parametrize(
+    ("router", "extra", "expected"),
+    [
+        ({}, [], 1),  # the default router policy is cacheAware
+        ({"policy": "roundRobin"}, [], 0),
+        ({"enabled": False}, [], 0),
+        ({}, ["--enable-scale-out"], 1),  # given by the user: not repeated
+    ],
+)
+def test_cache_aware_router_gets_replicas_that_render_prompts(router, extra, expected) -> None:
+    """vllm-router's cache-aware policy routes by prefix only when replicas serve /render."""
+    spec = make(router=router, engine={"extraArgs": extra})
+    args = engine.engine_args(spec, engine.default_executor(spec))
+    assert args.count("--enable-scale-out") == expected
+
+
 def test_gpu_requests_follow_tensor_times_pipeline_parallel() -> None:
     spec = make(engine={"tensorParallelSize": 2, "pipelineParallelSize": 2})
     plan = topology.plan(spec, 8)

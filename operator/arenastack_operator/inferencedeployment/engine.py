@@ -33,6 +33,9 @@ TERMINATION_GRACE_S: Final = 60
 RUNTIME_LORA_ENV: Final = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
 
 
+SCALE_OUT_FLAG = "--enable-scale-out"
+
+
 def model_argument(model: ModelSpec) -> str:
     """What --model receives: a hub repository id or a directory."""
     if model.hugging_face is not None:
@@ -109,7 +112,13 @@ def engine_args(spec: InferenceDeploymentSpec, executor: Executor) -> list[str]:
         _flag(args, "enable-lora", True)
         _flag(args, "max-loras", spec.lora.max_loras)
         _flag(args, "max-lora-rank", spec.lora.max_lora_rank)
-    args.extend(spec.engine.extra_args or [])
+    extra = spec.engine.extra_args or []
+    if spec.router.enabled and spec.router.policy == "cacheAware" and SCALE_OUT_FLAG not in extra:
+        # vllm-router's cache-aware policy asks each replica to render the prompt before it
+        # routes; vLLM serves /render only with this flag, and without it the router quietly
+        # falls back to the least-loaded replica, losing the prefix affinity.
+        _flag(args, SCALE_OUT_FLAG.removeprefix("--"), True)
+    args.extend(extra)
     return args
 
 
