@@ -18,17 +18,13 @@ from pathlib import Path
 
 import httpx
 
+from arenastack_cluster.processes import free_port
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PYTHON = sys.executable
 ADMIN_TOKEN = "test-admin-token"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 240.0) -> None:
