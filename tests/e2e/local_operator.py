@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from arenastack_cluster.cluster import LocalCluster
+from arenastack_cluster import vllmenv
+from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.processes import poll
 from arenastack_operator import constants
 
@@ -55,3 +56,16 @@ def get(cluster: LocalCluster, namespace: str, *args: str) -> Any:
 def wait(what: str, check: Callable[[], Any], timeout: float, period: float = 1.0) -> Any:
     """`check()`'s first truthy result within `timeout` seconds (polled once a second)."""
     return poll(what, check, timeout, period)
+
+
+@contextmanager
+def vllm_namespace(cluster: LocalCluster, namespace: str) -> Iterator[LocalCluster]:
+    """The cluster made ready for InferenceDeployments of vLLM's image: the vLLM environment
+    linked as the local node's runtime, the CRDs applied, and `namespace` (deleted after)."""
+    vllmenv.vllm_python(link_runtime=True)
+    cluster.apply_crds(sorted((CHART_DIR / "crds").glob("*.yaml")))
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    try:
+        yield cluster
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

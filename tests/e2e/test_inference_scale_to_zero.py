@@ -6,7 +6,6 @@ is answered, and after the idle window the deployment is back at zero.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,11 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, operator_process, wait
+from local_operator import get, operator_process, vllm_namespace, wait
 from openai import OpenAI
-from vllm_processes import FAST_FLAGS, REPO, SERVED
+from vllm_processes import FAST_FLAGS, SERVED
 
-from arenastack_cluster.cluster import CHART_DIR, LocalCluster
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
@@ -35,13 +34,8 @@ COLD_START_S = 420.0  # an engine's cold start on a busy 2-core machine
 
 @pytest.fixture(scope="module")
 def cluster(local_cluster: LocalCluster, vllm_python: Path) -> Iterator[LocalCluster]:
-    link = subprocess.run([str(REPO / "hack" / "vllm-env.sh"), "--link-runtime"],
-                          capture_output=True, text=True, timeout=1800)  # fmt: skip
-    assert link.returncode == 0, link.stderr
-    local_cluster.apply_crds(sorted((CHART_DIR / "crds").glob("*.yaml")))
-    local_cluster.kubectl("create", "namespace", NAMESPACE, check=False)
-    yield local_cluster
-    local_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+    with vllm_namespace(local_cluster, NAMESPACE):
+        yield local_cluster
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,16 @@ test fails at the error assertion; replace it with a completion through the rout
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, operator_process, wait
-from vllm_processes import FAST_FLAGS, REPO, SERVED
+from local_operator import get, operator_process, vllm_namespace, wait
+from vllm_processes import FAST_FLAGS, SERVED
 
-from arenastack_cluster.cluster import CHART_DIR, LocalCluster
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
@@ -39,13 +38,8 @@ JOIN_TIMEOUT_S = 240.0
 
 @pytest.fixture(scope="module")
 def cluster(local_cluster: LocalCluster, vllm_python: Path) -> Iterator[LocalCluster]:
-    link = subprocess.run([str(REPO / "hack" / "vllm-env.sh"), "--link-runtime"],
-                          capture_output=True, text=True, timeout=1800)  # fmt: skip
-    assert link.returncode == 0, link.stderr
-    local_cluster.apply_crds(sorted((CHART_DIR / "crds").glob("*.yaml")))
-    local_cluster.kubectl("create", "namespace", NAMESPACE, check=False)
-    yield local_cluster
-    local_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+    with vllm_namespace(local_cluster, NAMESPACE):
+        yield local_cluster
 
 
 @pytest.fixture(scope="module")

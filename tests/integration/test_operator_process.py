@@ -11,6 +11,7 @@ import pytest
 from operator_runner import LEASE_DURATION_S, RETRY_PERIOD_S, OperatorProcess, OperatorRunner
 
 from arenastack_cluster.cluster import CHART_DIR
+from arenastack_cluster.processes import poll
 from arenastack_operator import constants
 
 pytestmark = pytest.mark.integration
@@ -72,13 +73,7 @@ def micro_time(value: str) -> datetime:
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return poll(what, check, timeout, interval)
 
 
 def apply_raycluster(cluster, namespace: str, name: str, replicas: int) -> None:
