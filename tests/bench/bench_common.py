@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import resource
 import subprocess
+import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,3 +40,18 @@ def peak_rss_mb() -> float:
 def load_average() -> float:
     """1-minute load average: on a shared 2-core machine, context for every figure."""
     return round(os.getloadavg()[0], 2)
+
+
+def quick_run(description: str, prefix: str) -> tuple[bool, Path, Path]:
+    """Parses `--quick` (a small run that checks the script); returns whether it was given, a
+    fresh work folder, and where results go: the work folder for a quick run, whose figures
+    are no result, else RESULTS."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run to check the script (results go to a temporary folder)",
+    )
+    quick = parser.parse_args().quick
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    return quick, workdir, workdir if quick else RESULTS

@@ -25,17 +25,15 @@ other turn), so it must cache all of them; with affinity each caches about half.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_common import REPO, RESULTS, git_sha, load_average, machine, today
+from bench_common import REPO, git_sha, load_average, machine, quick_run, today
 from inference_load import Conversation, LoadResult, conversations
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -218,18 +216,10 @@ def ratios(ours: dict[str, Any], anchor: dict[str, Any]) -> dict[str, float | No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a small run to check the script (results go to a temporary folder)",
-    )
-    quick = parser.parse_args().quick
+    quick, workdir, out = quick_run(__doc__.splitlines()[0], "bench-routing-")
     scale = QUICK if quick else FULL
     python = vllm_env_python()
     model = tiny_model(python)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-routing-"))
-    out = workdir if quick else RESULTS  # a quick run's figures are no result
     load_before = load_average()
     started = time.monotonic()
     regimes = {

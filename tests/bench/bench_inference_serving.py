@@ -24,12 +24,10 @@ inference_serving_replica.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bench_common import REPO, RESULTS, git_sha, load_average, machine, today
+from bench_common import REPO, git_sha, load_average, machine, quick_run, today
 from inference_load import LoadResult, median
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -373,17 +371,9 @@ def write(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a small run to check the script (results go to a temporary folder)",
-    )
-    quick = parser.parse_args().quick
+    quick, workdir, out = quick_run(__doc__.splitlines()[0], "bench-serving-")
     scale = QUICK if quick else FULL
     python = vllm_env_python()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    out = workdir if quick else RESULTS  # a quick run's figures are no result
     load_before = load_average()
     started = time.monotonic()
     with serving_deployment(python, workdir) as serving:
