@@ -303,7 +303,11 @@ class Controller:
         )
         if not status_mod.changed(previous, new):
             return
-        await self._patch_status(meta["namespace"], meta["name"], _replace(previous, new))
+        # Conditional on what was read: the autoscaler writes status.replicas concurrently, and
+        # a decision it made meanwhile must fail this write (409, retried), not be overwritten.
+        await self._patch_status(
+            meta["namespace"], meta["name"], _replace(previous, new), meta.get("resourceVersion")
+        )
         before = status_mod.condition(previous, constants.CONDITION_DEGRADED) or {}
         after = status_mod.condition(new, constants.CONDITION_DEGRADED) or {}
         if after.get("status") == "True" and after.get("reason") != before.get("reason"):
@@ -313,9 +317,18 @@ class Controller:
         if ready.get("status") != was.get("status"):
             await self._event(body, "Normal", ready["reason"], ready.get("message", ""))
 
-    async def _patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    async def _patch_status(
+        self,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
-            await self.api.merge_patch(_path(namespace, name, status=True), {"status": patch})
+            await self.api.merge_patch(_path(namespace, name, status=True), body)
         except ApiError as e:
             if e.status != NOT_FOUND:
                 raise
