@@ -1,4 +1,5 @@
-"""Pure pieces of the service: settings, config file, sampling, rate limits, style counts."""
+"""Pure pieces of the service: settings, config file, sampling, rate limits, style counts,
+boards split between workers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from arenastack_arena.ratings import EloScale
 from arenastack_arena.service.app import load_models_file
+from arenastack_arena.service.boards import compute_boards, merge_boards
 from arenastack_arena.service.exchange import VoteImportError, line_to_vote, vote_to_line
 from arenastack_arena.service.protection import RateLimiter
 from arenastack_arena.service.sampling import NEW_MODEL_VOTES, sample_pair
@@ -94,3 +97,23 @@ def test_export_line_round_trip_and_public_nested_counts():
         line_to_vote("{", 4)
     with pytest.raises(VoteImportError, match="must differ"):
         line_to_vote('{"model_a": "a", "model_b": "a", "winner": "tie"}', 1)
+
+
+def test_boards_dealt_out_between_workers_merge_into_the_whole_refresh():
+    rng = random.Random(4)
+    models = [f"m{k}" for k in range(6)]
+    tally: Counter[tuple[str | None, str, str, str]] = Counter()
+    for _ in range(3000):
+        a, b = rng.sample(models, 2)
+        category = rng.choice([None, "coding", "math", "writing"])
+        tally[category, a, b, rng.choice(["model_a", "model_b", "tie"])] += 1
+    rows = [(*key, n) for key, n in tally.items()]
+    scale = EloScale()
+    whole = compute_boards(rows, scale, 10, None)
+    shares = [compute_boards(rows, scale, 10, None, share, 3) for share in range(3)]
+    # Every worker fits boards of its own, and together they fit each board once.
+    dealt = [set(share.boards) for share in shares]
+    assert all(dealt) and sum(map(len, dealt)) == len(whole.boards) == 4
+    merged = merge_boards(shares)
+    assert merged.boards == whole.boards
+    assert (merged.model_votes, merged.pair_votes) == (whole.model_votes, whole.pair_votes)

@@ -435,15 +435,15 @@ def markdown(r: dict[str, Any]) -> str:
             "",
             f"Load generator check, GET /healthz on the same server: wrk "
             f"{r['sqlite']['ceiling_healthz']['per_s']} req/s vs the Python aiohttp client "
-            f"{py['per_s']} req/s (p50 {py['p50_ms']} ms, p99 {py['p99_ms']} ms): "
-            "a Python client takes the CPU the server needs.",
+            f"{py['per_s']} req/s (p50 {py['p50_ms']} ms, p99 {py['p99_ms']} ms) for "
+            f"{PYTHON_CLIENT_REQUESTS:,} requests.",
         ]
     f = r["refresh_sqlite"]
     lines += [
         "",
         f"Leaderboard refresh with {f['stored_votes']:,} stored votes (SQLite, load average "
         f"{f['load_average_1m']}): plain boards (overall + categories, 100-round bootstrap) from "
-        f"the vote_counts table ({f['count_rows']:,} rows), in the worker process as the service "
+        f"the vote_counts table ({f['count_rows']:,} rows), in the worker processes as the service "
         f"runs it: **{f['refresh_seconds']} s**; anchor, the same boards from the GROUP BY over "
         f"every vote that the counts table replaced: {f['anchor_group_by_refresh_seconds']} s. "
         f"Style-controlled board refit from the "
@@ -451,8 +451,32 @@ def markdown(r: dict[str, Any]) -> str:
         f"parts {json.dumps(f['parts'])}.",
         "",
         f"Targets: {json.dumps(r['targets'])}",
+        "",
+        *verdicts(r),
     ]
     return "\n".join(lines) + "\n"
+
+
+def verdicts(r: dict[str, Any]) -> list[str]:
+    """Each target beside what was measured, for both kinds of vote."""
+    s, f = r["sqlite"], r["refresh_sqlite"]
+    lines = []
+    for kind, what in (
+        ("votes_cached", "battle cached (one SQLite replica's normal case)"),
+        ("votes_uncached", "battle read from the database (after a restart)"),
+    ):
+        v = s[kind]
+        fast, quick = v["per_s"] >= 2000, v["p99_ms"] < 50
+        lines.append(
+            f"- SQLite, {what}: {v['per_s']:,} votes/s ({'met' if fast else 'missed'}), "
+            f"p99 {v['p99_ms']} ms ({'met' if quick else 'missed'})"
+        )
+    met = f["refresh_seconds"] < 1
+    lines.append(
+        f"- Refresh at {f['stored_votes']:,} votes: {f['refresh_seconds']} s "
+        f"({'met' if met else 'missed'})"
+    )
+    return lines
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from the latest ``style_max_votes`` votes on its own, slower schedule
 
 The worker reads the database itself: rows fetched in the service process
 would each hand the GIL back and forth with the event loop that serves votes.
+The boards are dealt out between ``leaderboard_workers`` processes (one per
+core, at a lower CPU priority than the one serving votes), each of which
+reads the counts and fits its share; the shares are merged here.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -48,6 +52,8 @@ log = logging.getLogger(__name__)
 OVERALL = "overall"
 STYLE_SUFFIX = ":style"
 HEATMAP_MODELS = 20
+# Leaderboard workers run below the service's priority: votes first, refits with what is left.
+WORKER_NICENESS = 10
 _OUTCOME = {name: k for k, name in enumerate(OUTCOMES)}
 
 
@@ -172,7 +178,11 @@ class LeaderboardCache:
     def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the service process has threads (database, executor).
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                max(1, self.settings.leaderboard_workers),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
+            )
         return self._pool
 
     def close(self) -> None:
@@ -228,12 +238,22 @@ class LeaderboardCache:
         """Refits the plain boards (overall and per category) from the vote counts."""
         version = self.version
         started = time.perf_counter()
-        boards = await self._in_worker(
-            counts_boards,
-            self.store.db.url,
-            self.scale,
-            self.settings.leaderboard_bootstrap_rounds,
-            self.seed,
+        shares = max(1, self.settings.leaderboard_workers)
+        boards = merge_boards(
+            await asyncio.gather(
+                *(
+                    self._in_worker(
+                        counts_boards,
+                        self.store.db.url,
+                        self.scale,
+                        self.settings.leaderboard_bootstrap_rounds,
+                        self.seed,
+                        share,
+                        shares,
+                    )
+                    for share in range(shares)
+                )
+            )
         )
         boards.seconds = time.perf_counter() - started
         if self._style_board is not None:
@@ -267,10 +287,21 @@ def _database(url: str) -> Database:
     return _DATABASES[url]
 
 
-def counts_boards(url: str, scale: EloScale, rounds: int, seed: PairCounts | None) -> Boards:
-    """Runs in the worker process: the plain boards from ``vote_counts``."""
+def _lower_priority() -> None:
+    os.nice(WORKER_NICENESS)
+
+
+def counts_boards(
+    url: str,
+    scale: EloScale,
+    rounds: int,
+    seed: PairCounts | None,
+    share: int = 0,
+    shares: int = 1,
+) -> Boards:
+    """Runs in a worker process: its share of the plain boards from ``vote_counts``."""
     rows = _database(url).read_sync(outcome_counts)
-    return compute_boards(rows, scale, rounds, seed)
+    return compute_boards(rows, scale, rounds, seed, share, shares)
 
 
 def style_board(url: str, limit: int, scale: EloScale) -> dict[str, Any] | None:
@@ -280,13 +311,24 @@ def style_board(url: str, limit: int, scale: EloScale) -> dict[str, Any] | None:
 
 
 def compute_boards(
-    rows: list[tuple[Any, ...]], scale: EloScale, rounds: int, seed: PairCounts | None
+    rows: list[tuple[Any, ...]],
+    scale: EloScale,
+    rounds: int,
+    seed: PairCounts | None,
+    share: int = 0,
+    shares: int = 1,
 ) -> Boards:
-    """The overall and per-category boards from (category, model_a, model_b, winner, n) rows."""
+    """The overall and per-category boards from (category, model_a, model_b, winner, n) rows.
+
+    Numbering the boards overall first, then the categories by name, this fits the
+    ones whose number is ``share`` modulo ``shares``: one worker's share of a refresh.
+    """
     out = Boards(refreshed_at=time.time())
     columns = tuple(zip(*rows, strict=True)) or ((), (), (), (), ())
     category, a, b, winner, n = (np.array(c, dtype=object) for c in columns)
-    if len(a) or seed is not None:
+    overall = [OVERALL] if len(a) or seed is not None else []
+    mine = set((overall + sorted({c for c in category if c}))[share::shares])
+    if OVERALL in overall and OVERALL in mine:
         counts = _counts(a, b, winner, n, seed)
         out.boards[OVERALL] = board_payload(counts, _usable(scale, counts.models), rounds)
         votes = counts.votes_per_model()
@@ -296,8 +338,18 @@ def compute_boards(
             (counts.models[i], counts.models[j]): int(t)
             for i, j, t in zip(counts.i.tolist(), counts.j.tolist(), total.tolist(), strict=True)
         }
-    for name in sorted({c for c in category if c}):
+    for name in sorted({c for c in category if c} & mine):
         mask = category == name
         counts = _counts(a[mask], b[mask], winner[mask], n[mask], None)
         out.boards[name] = board_payload(counts, _usable(scale, counts.models), rounds)
+    return out
+
+
+def merge_boards(shares: list[Boards]) -> Boards:
+    """One refresh's boards from the workers' shares."""
+    out = Boards(refreshed_at=min(share.refreshed_at for share in shares))
+    for share in shares:
+        out.boards.update(share.boards)
+        out.pair_votes.update(share.pair_votes)
+        out.model_votes.update(share.model_votes)
     return out

@@ -29,6 +29,8 @@ class Settings:
     max_answer_tokens: int | None = None
     leaderboard_refresh_s: float = 5.0
     leaderboard_bootstrap_rounds: int = 100
+    # Worker processes sharing a refresh, the boards dealt out between them (one per core).
+    leaderboard_workers: int = 2
     leaderboard_anchor: str | None = None
     leaderboard_anchor_rating: float = 1000.0
     style_max_votes: int = 200_000
