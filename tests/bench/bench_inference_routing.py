@@ -14,9 +14,9 @@ replica's share of the requests. Target: cache-aware at least twice round-robin'
 Two cache sizes, same workload: routing can only change the hit rate when a replica's KV cache
 cannot hold every conversation. Under round-robin each replica sees every conversation (every
 other turn), so it must cache all of them; with affinity each caches about half.
-- pressure (the headline): each replica's cache holds about 60% of the workload's final working
-  set, so the two replicas together hold it all but one alone does not (a busy production
-  replica: the cache is the scarce resource);
+- pressure (the headline): each replica's cache holds about 45% of the workload's final working
+  set, so with affinity each replica's half about fits, while round-robin asks each replica to
+  hold it all (a busy production replica: the cache is the scarce resource);
 - roomy: each replica's cache holds everything; round-robin then still hits every history up
   to the turn before last, so no policy can double its hit rate.
 
@@ -62,9 +62,11 @@ SUCCESS = "vllm:request_success_total"
 ROUTER_SERIES = ("vllm_router_processed_requests_total", "vllm_router_cache_hits_total",
                  "vllm_router_cache_misses_total", "vllm_router_load_balancing_events_total",
                  "vllm_router_policy_decisions_total")  # fmt: skip
-MAX_MODEL_LEN = 2048
-SYSTEM_CHARS = 800  # 240 to 350 tokens: two whole 128-token KV blocks (the CPU block size)
-QUESTION_CHARS = (150, 450)  # 30 to 180 tokens (mean 87), varying by conversation and turn
+MAX_MODEL_LEN = 3072  # the last turn's prompt is up to about 2,300 tokens
+# About 170 tokens: one whole 128-token KV block (the CPU block size), as a short system prompt
+# is next to a chat's history; hot on both replicas under either policy.
+SYSTEM_CHARS = 520
+QUESTION_CHARS = (200, 600)  # about 55 to 170 tokens, varying by conversation and turn
 
 SEED = 6
 NOTES = """\
@@ -74,15 +76,15 @@ Notes on the set-up (see the module docstring):
   with --enable-scale-out. Without it the router logs "Prefix input preparation unavailable
   ... preparation_rejected" and sends every request to the least-loaded engine, ties to the
   first: one request at a time, every conversation ran on one replica. The engines here get the
-  flag; the operator should add it whenever the policy is cacheAware.
+  flag, as the operator's engines do whenever the policy is cacheAware.
 - Hit rate = sum over both engines of the change in vllm:prefix_cache_hits_total over the
   change in vllm:prefix_cache_queries_total (prompt tokens) during the run.
 - Round-robin keeps every shared system prompt hot on both replicas and, with two replicas,
   lands on a conversation's previous replica about half the time, finding its history up to its
   last visit there; cache-aware's own ceiling is set by the 128-token CPU blocks (about one
   block of every turn is recomputed). So with a roomy cache the ratio stays well below 2 by
-  construction; under pressure cache-aware can only win back the history hits that eviction
-  takes from round-robin.
+  construction; under pressure cache-aware wins back the history hits that eviction takes from
+  round-robin, and the shared system prompt (one block, hot everywhere) is all both keep.
 """
 
 
@@ -97,12 +99,12 @@ class Scale:
     kv_caches: dict[str, str]
 
 
-# Ends with about 40k distinct tokens of history: 24 MiB holds about 60% of it (two replicas
-# 120%), 256 MiB all of it several times.
-FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=6, max_tokens=48, concurrency=6,
-             kv_caches={"pressure": "24M", "roomy": "256M"})  # fmt: skip
-# A miniature with the same proportions (about 6k tokens: 4 MiB holds about 65%).
-QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=4, max_tokens=32, concurrency=3,
+# Ends with about 70k distinct tokens of history: 32 MiB holds about 45% of it (two replicas
+# 90%), 256 MiB all of it several times.
+FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=8, max_tokens=64, concurrency=6,
+             kv_caches={"pressure": "32M", "roomy": "256M"})  # fmt: skip
+# A miniature with about the same proportions (about 9k tokens: 4 MiB holds about 45%).
+QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=5, max_tokens=32, concurrency=3,
               kv_caches={"pressure": "4M", "roomy": "64M"})  # fmt: skip
 
 
