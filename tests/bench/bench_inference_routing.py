@@ -62,11 +62,11 @@ SUCCESS = "vllm:request_success_total"
 ROUTER_SERIES = ("vllm_router_processed_requests_total", "vllm_router_cache_hits_total",
                  "vllm_router_cache_misses_total", "vllm_router_load_balancing_events_total",
                  "vllm_router_policy_decisions_total")  # fmt: skip
-MAX_MODEL_LEN = 3072  # the last turn's prompt is up to about 2,300 tokens
-# About 170 tokens: one whole 128-token KV block (the CPU block size), as a short system prompt
+MAX_MODEL_LEN = 2048  # the model's own limit; the longest last-turn prompt is about 1,850 tokens
+# About 190 tokens: one whole 128-token KV block (the CPU block size), as a short system prompt
 # is next to a chat's history; hot on both replicas under either policy.
 SYSTEM_CHARS = 520
-QUESTION_CHARS = (200, 600)  # about 55 to 170 tokens, varying by conversation and turn
+QUESTION_CHARS = (200, 480)  # about 65 to 160 tokens, varying by conversation and turn
 
 SEED = 6
 NOTES = """\
@@ -99,13 +99,13 @@ class Scale:
     kv_caches: dict[str, str]
 
 
-# Ends with about 70k distinct tokens of history: 32 MiB holds about 45% of it (two replicas
+# Ends with about 63k distinct tokens of history: 28 MiB holds about 45% of it (two replicas
 # 90%), 256 MiB all of it several times.
-FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=8, max_tokens=64, concurrency=6,
-             kv_caches={"pressure": "32M", "roomy": "256M"})  # fmt: skip
-# A miniature with about the same proportions (about 9k tokens: 4 MiB holds about 45%).
-QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=5, max_tokens=32, concurrency=3,
-              kv_caches={"pressure": "4M", "roomy": "64M"})  # fmt: skip
+FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=7, max_tokens=64, concurrency=6,
+             kv_caches={"pressure": "28M", "roomy": "256M"})  # fmt: skip
+# A miniature with about the same proportions (about 7k tokens: 3 MiB holds about 45%).
+QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=4, max_tokens=32, concurrency=3,
+              kv_caches={"pressure": "3M", "roomy": "64M"})  # fmt: skip
 
 
 def workload(scale: Scale, seed: str) -> list[Conversation]:
