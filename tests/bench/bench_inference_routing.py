@@ -13,10 +13,13 @@ replica's share of the requests. Target: cache-aware at least twice round-robin'
 
 Two cache sizes, same workload: routing can only change the hit rate when a replica's KV cache
 cannot hold every conversation. Under round-robin each replica sees every conversation (every
-other turn), so it must cache all of them; with affinity each caches about half.
-- pressure (the headline): each replica's cache holds about 45% of the workload's final working
-  set, so with affinity each replica's half about fits, while round-robin asks each replica to
-  hold it all (a busy production replica: the cache is the scarce resource);
+other turn), so it must cache all of them; with affinity each caches about half. What decides
+a hit is what the cache takes in between two turns of one chat: every other chat's new tokens
+on that replica.
+- pressure (the headline): each replica's cache (16 MiB, about 16k tokens) holds what its half
+  of the chats adds between two turns of one chat (about 7k tokens when they stick to it), but
+  not what all of them add when every chat comes to every replica (over 20k): a busy
+  production replica, where the cache is the scarce resource;
 - roomy: each replica's cache holds everything; round-robin then still hits every history up
   to the turn before last, so no policy can double its hit rate.
 
@@ -99,13 +102,12 @@ class Scale:
     kv_caches: dict[str, str]
 
 
-# Ends with about 63k distinct tokens of history: 28 MiB holds about 45% of it (two replicas
-# 90%), 256 MiB all of it several times.
+# Ends with about 63k distinct tokens of history: 256 MiB holds all of it several times.
 FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=7, max_tokens=64, concurrency=6,
-             kv_caches={"pressure": "28M", "roomy": "256M"})  # fmt: skip
-# A miniature with about the same proportions (about 7k tokens: 3 MiB holds about 45%).
+             kv_caches={"pressure": "16M", "roomy": "256M"})  # fmt: skip
+# A miniature to check the script (2 MiB: the least that holds one 2,048-token prompt).
 QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=4, max_tokens=32, concurrency=3,
-              kv_caches={"pressure": "3M", "roomy": "64M"})  # fmt: skip
+              kv_caches={"pressure": "2M", "roomy": "64M"})  # fmt: skip
 
 
 def workload(scale: Scale, seed: str) -> list[Conversation]:
