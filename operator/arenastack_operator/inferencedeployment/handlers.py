@@ -16,14 +16,14 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import kopf
 import pydantic
+from kubernetes.client import Configuration
 
-from arenastack_operator import constants, events, kube, reconcile
+from arenastack_operator import constants, events, reconcile
 from arenastack_operator.conditions import now_rfc3339
 from arenastack_operator.inferencedeployment import (
     engine,
@@ -49,6 +49,7 @@ from arenastack_operator.kubeclient import (
     object_path,
 )
 from arenastack_operator.metrics import OperatorMetrics
+from arenastack_operator.queuecontroller import register_queue_controller
 from arenastack_operator.workqueue import WorkQueue, serve
 
 KIND = constants.INFERENCEDEPLOYMENT
@@ -118,6 +119,11 @@ class Controller:
 
     async def _work(self) -> None:
         await serve(self.queue, self._reconcile, RetryLater, logger)
+
+    def forget(self, key: Key, uid: str | None) -> None:
+        """The deployment is gone: drop its pending retries and its autoscaler."""
+        self.queue.discard(key)
+        self.autoscalers.pop(key, None)
 
     # -- reconcile -------------------------------------------------------------------------------
 
@@ -424,50 +430,11 @@ def _replace(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, A
 
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
-    state: dict[str, Controller] = {}
+    def make(configuration: Configuration, identity: str) -> Controller:
+        return Controller(KubeClient(configuration), metrics, identity)
 
-    def enqueue(namespace: str | None, name: str | None) -> None:
-        controller = state.get("controller")
-        if controller is not None and namespace and name:
-            controller.queue.add((namespace, name))
-
-    @kopf.on.startup(registry=registry)
-    async def start_inferencedeployment_controller(memo: kopf.Memo, **_: Any) -> None:
-        kubeconfig: Path | None = getattr(memo, "kubeconfig", None)
-        controller = Controller(
-            KubeClient(kube.load_configuration(kubeconfig)),
-            metrics,
-            str(getattr(memo, "identity", constants.OPERATOR_NAME)),
-        )
-        controller.start()
-        state["controller"] = controller
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_inferencedeployment_controller(**_: Any) -> None:
-        controller = state.pop("controller", None)
-        if controller is not None:
-            await controller.stop()
-
-    @kopf.on.event(*KIND.selector, registry=registry, id="queue-inferencedeployments")
-    async def inferencedeployment_event(
-        event: Mapping[str, Any], body: kopf.Body, **_: Any
-    ) -> None:
-        key = (body.metadata.namespace, body.metadata.name)
-        controller = state.get("controller")
-        if event.get("type") == "DELETED":
-            if controller is not None and key[0] and key[1]:
-                controller.queue.discard(key)
-                controller.autoscalers.pop(key, None)
-            return
-        enqueue(*key)
-
-    async def child_event(body: kopf.Body, **_: Any) -> None:
-        enqueue(body.metadata.namespace, body.metadata.labels.get(names.LABEL_DEPLOYMENT))
-
-    for group_version, plural in (("v1", "pods"), ("apps/v1", "deployments")):
-        kopf.on.event(
-            group_version, plural, labels={names.LABEL_DEPLOYMENT: kopf.PRESENT},
-            registry=registry, id=f"queue-inferencedeployment-{plural}",
-        )(child_event)  # fmt: skip
-
+    register_queue_controller(
+        registry, KIND, make, names.LABEL_DEPLOYMENT,
+        [("v1", "pods"), ("apps/v1", "deployments")],
+    )  # fmt: skip
     reconcile.register_phase_tracking(registry, KIND, metrics)

@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import kopf
 import pydantic
+from kubernetes.client import Configuration
 from prometheus_client import Counter
 
-from arenastack_operator import constants, events, kube, reconcile
+from arenastack_operator import constants, events, reconcile
 from arenastack_operator.conditions import now_rfc3339
 from arenastack_operator.kubeclient import (
     CONFLICT,
@@ -37,6 +37,7 @@ from arenastack_operator.kubeclient import (
 )
 from arenastack_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 from arenastack_operator.metrics import OperatorMetrics
+from arenastack_operator.queuecontroller import register_queue_controller
 from arenastack_operator.raycluster import autoscaler, names, plan, podstate, redis_cleanup
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
 from arenastack_operator.raycluster.resources import QuantityError
@@ -385,7 +386,6 @@ def _pods_message(verb: str, pods: list[str]) -> str:
 
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
-    state: dict[str, Controller] = {}
     # Shows what the reconciler costs the apiserver; at rest the write methods stay flat.
     api_requests = Counter(
         "raycluster_api_requests",
@@ -395,46 +395,10 @@ def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
         registry=metrics.registry,
     )
 
-    def enqueue(namespace: str | None, name: str | None) -> None:
-        controller = state.get("controller")
-        if controller is not None and namespace and name:
-            controller.queue.add((namespace, name))
+    def make(configuration: Configuration, identity: str) -> Controller:
+        return Controller(KubeClient(configuration, requests=api_requests), metrics, identity)
 
-    @kopf.on.startup(registry=registry)
-    async def start_raycluster_controller(memo: kopf.Memo, **_: Any) -> None:
-        # main.py puts the --kubeconfig path in the memo; None means in-cluster or $KUBECONFIG.
-        kubeconfig: Path | None = getattr(memo, "kubeconfig", None)
-        controller = Controller(
-            KubeClient(kube.load_configuration(kubeconfig), requests=api_requests),
-            metrics,
-            str(getattr(memo, "identity", constants.OPERATOR_NAME)),
-        )
-        controller.start()
-        state["controller"] = controller
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_raycluster_controller(**_: Any) -> None:
-        controller = state.pop("controller", None)
-        if controller is not None:
-            await controller.stop()
-
-    @kopf.on.event(*KIND.selector, registry=registry, id="queue-rayclusters")
-    async def raycluster_event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        key = (body.metadata.namespace, body.metadata.name)
-        if event.get("type") == "DELETED":
-            controller = state.get("controller")
-            if controller is not None:
-                controller.forget(key, body.metadata.uid)
-            return
-        enqueue(*key)
-
-    async def child_event(body: kopf.Body, **_: Any) -> None:
-        enqueue(body.metadata.namespace, body.metadata.labels.get(names.LABEL_CLUSTER))
-
-    for plural in ("pods", "services"):
-        kopf.on.event(
-            "v1", plural, labels={names.LABEL_CLUSTER: kopf.PRESENT},
-            registry=registry, id=f"queue-raycluster-{plural}",
-        )(child_event)  # fmt: skip
-
+    register_queue_controller(
+        registry, KIND, make, names.LABEL_CLUSTER, [("v1", "pods"), ("v1", "services")]
+    )
     reconcile.register_phase_tracking(registry, KIND, metrics)

@@ -1,0 +1,79 @@
+"""How a queue-driven controller (RayCluster, InferenceDeployment) gets into kopf.
+
+kopf only feeds the queue: every event of the kind, or of a child labelled with its owner's
+name, queues the owner's key, and the controller's own workers reconcile from the queue. The
+controller starts and stops with the operator, and forgets an object once it is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import kopf
+from kubernetes.client import Configuration
+
+from arenastack_operator import constants, kube
+from arenastack_operator.constants import KindRef
+from arenastack_operator.workqueue import WorkQueue
+
+Key = tuple[str, str]
+
+
+class QueueController(Protocol):
+    queue: WorkQueue[Key]
+
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def forget(self, key: Key, uid: str | None) -> None: ...
+
+
+def register_queue_controller(
+    registry: kopf.OperatorRegistry,
+    kind: KindRef,
+    make: Callable[[Configuration, str], QueueController],
+    owner_label: str,
+    children: Sequence[tuple[str, str]],
+) -> None:
+    """`make(api configuration, identity)` builds the controller at start-up; `children` are
+    the (group/version, plural) kinds whose objects carry `owner_label`."""
+    state: dict[str, QueueController] = {}
+    singular = kind.kind.lower()
+
+    def enqueue(namespace: str | None, name: str | None) -> None:
+        controller = state.get("controller")
+        if controller is not None and namespace and name:
+            controller.queue.add((namespace, name))
+
+    @kopf.on.startup(registry=registry, id=f"start-{singular}-controller")
+    async def start(memo: kopf.Memo, **_: Any) -> None:
+        # main.py puts the --kubeconfig path in the memo; None means in-cluster or $KUBECONFIG.
+        kubeconfig: Path | None = getattr(memo, "kubeconfig", None)
+        identity = str(getattr(memo, "identity", constants.OPERATOR_NAME))
+        controller = make(kube.load_configuration(kubeconfig), identity)
+        controller.start()
+        state["controller"] = controller
+
+    @kopf.on.cleanup(registry=registry, id=f"stop-{singular}-controller")
+    async def stop(**_: Any) -> None:
+        controller = state.pop("controller", None)
+        if controller is not None:
+            await controller.stop()
+
+    @kopf.on.event(*kind.selector, registry=registry, id=f"queue-{kind.plural}")
+    async def owner_event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        key = (body.metadata.namespace, body.metadata.name)
+        if event.get("type") != "DELETED":
+            enqueue(*key)
+        elif (controller := state.get("controller")) is not None and key[0] and key[1]:
+            controller.forget((key[0], key[1]), body.metadata.uid)
+
+    async def child_event(body: kopf.Body, **_: Any) -> None:
+        enqueue(body.metadata.namespace, body.metadata.labels.get(owner_label))
+
+    for group_version, plural in children:
+        kopf.on.event(
+            group_version, plural, labels={owner_label: kopf.PRESENT},
+            registry=registry, id=f"queue-{singular}-{plural}",
+        )(child_event)  # fmt: skip
