@@ -256,21 +256,31 @@ def main() -> None:
     }  # fmt: skip
     out.mkdir(exist_ok=True)
     (out / f"{NAME}.json").write_text(json.dumps(result, indent=1) + "\n")
-    keys = [k for k in ours if k in head["ratios"]] + ["requests_per_replica"]
-    roomy = regimes["roomy"]
+    md = markdown(result)
+    (out / f"{NAME}.md").write_text(md)
+    print(md)
+    print(f"written to {out}")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    p = result["params"]
+    ours, anchor, ratio = result["ours"], result["anchor"], result["ratios"]
+    roomy = result["roomy_cache"]
+    keys = [k for k in ours if k in ratio] + ["requests_per_replica"]
 
     def row(k: str) -> str:
-        cells = [ours[k], anchor[k], head["ratios"].get(k, ""),
+        cells = [ours[k], anchor[k], ratio.get(k, ""),
                  roomy["ours"][k], roomy["anchor"][k], roomy["ratios"].get(k, "")]  # fmt: skip
         return f"| {k} | " + " | ".join(str(c) for c in cells) + " |"
 
-    caches = scale.kv_caches
-    md = (
+    caches = p["kv_caches"]
+    return (
         "# Inference routing: cache-aware vs round-robin over two vLLM replicas\n\n"
-        f"{scale.system_prompts} system prompts x {scale.conversations_per_prompt} "
-        f"conversations x {scale.turns} turns, all open at once, {scale.concurrency} requests in "
-        f"flight, {scale.max_tokens} tokens per answer; KV cache per replica {caches['pressure']} "
-        f"(pressure: two replicas hold the working set, one does not) and {caches['roomy']} "
+        f"{p['system_prompts']} system prompts x {p['conversations_per_prompt']} "
+        f"conversations x {p['turns']} turns, all open at once, {p['concurrency']} requests in "
+        f"flight, {p['max_tokens']} tokens per answer; KV cache per replica {caches['pressure']} "
+        "(pressure: holds what one replica's share of the chats adds between two turns of a "
+        f"chat when they stick to it, not what all of them add) and {caches['roomy']} "
         f"(roomy: one replica holds it all); {result['machine']}, load "
         f"{result['load_average']}; arenastack {result['versions']['arenastack']}.\n\n"
         "| figure | ours (cache_aware), pressure | anchor (round_robin), pressure | ratio | "
@@ -279,9 +289,6 @@ def main() -> None:
         "Target: prefix-cache hit rate ratio >= 2.0 (ours/anchor). TTFT: lower is better.\n\n"
         + NOTES
     )
-    (out / f"{NAME}.md").write_text(md)
-    print(md)
-    print(f"written to {out}")
 
 
 if __name__ == "__main__":
