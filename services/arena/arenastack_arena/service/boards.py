@@ -291,17 +291,11 @@ def _lower_priority() -> None:
     os.nice(WORKER_NICENESS)
 
 
-def counts_boards(
-    url: str,
-    scale: EloScale,
-    rounds: int,
-    seed: PairCounts | None,
-    share: int = 0,
-    shares: int = 1,
-) -> Boards:
-    """Runs in a worker process: its share of the plain boards from ``vote_counts``."""
+def counts_boards(url: str, *board_args: Any) -> Boards:
+    """Runs in a worker process: its share of the plain boards from ``vote_counts``
+    (``board_args`` are `compute_boards`' after the rows)."""
     rows = _database(url).read_sync(outcome_counts)
-    return compute_boards(rows, scale, rounds, seed, share, shares)
+    return compute_boards(rows, *board_args)
 
 
 def style_board(url: str, limit: int, scale: EloScale) -> dict[str, Any] | None:
