@@ -1,4 +1,5 @@
-"""SIGKILL during sustained voting: every acknowledged vote survives the restart."""
+"""SIGKILL during sustained voting: every acknowledged vote survives the restart, and the
+killed service's leaderboard workers do not outlive it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import signal
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 from arena_client import battle
 from arena_processes import start_service, stop
 from arena_support import BACKENDS, fresh_pg_database, models_file
+
+from arenastack_cluster.processes import poll
 
 BATTLES = 150
 VOTERS = 10
@@ -27,6 +31,30 @@ def stored_votes(database_url: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT battle_id FROM votes")}
 
 
+def spawned_workers(pid: int) -> set[int]:
+    """Live multiprocessing workers whose parent is `pid` (a zombie counts as gone)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z" and b"spawn_main" in command:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    return {pid for pid in pids if running(pid)}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_endpoint):
     if backend == "sqlite":
@@ -39,6 +67,12 @@ def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_en
     try:
         with ThreadPoolExecutor(6) as pool, httpx.Client(base_url=service.url, timeout=60) as c:
             ids = list(pool.map(lambda n: battle(c, f"durable {n}")[0], range(BATTLES)))
+        # The leaderboard workers (started by the first refresh), to check they die with it.
+        workers = poll(
+            "two leaderboard workers",
+            lambda: len(found := spawned_workers(service.proc.pid)) >= 2 and found,
+            30,
+        )
         acked: list[str] = []
         lock = threading.Lock()
         killed = threading.Event()
@@ -68,6 +102,7 @@ def test_acknowledged_votes_survive_sigkill(backend, request, tmp_path, model_en
         service.proc.wait(timeout=30)
         assert service.proc.returncode == -signal.SIGKILL
         assert BATTLES // 3 <= len(acked) < BATTLES, "the kill must land mid-load"
+        poll("the killed service's workers to end", lambda: not alive(workers), 10)
 
         service.restart()
         stored = stored_votes(url)

@@ -22,9 +22,12 @@ reads the counts and fits its share; the shares are merged here.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,6 +57,7 @@ STYLE_SUFFIX = ":style"
 HEATMAP_MODELS = 20
 # Leaderboard workers run below the service's priority: votes first, refits with what is left.
 WORKER_NICENESS = 10
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _OUTCOME = {name: k for k, name in enumerate(OUTCOMES)}
 
 
@@ -181,7 +185,8 @@ class LeaderboardCache:
             self._pool = ProcessPoolExecutor(
                 max(1, self.settings.leaderboard_workers),
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lower_priority,
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -287,8 +292,14 @@ def _database(url: str) -> Database:
     return _DATABASES[url]
 
 
-def _lower_priority() -> None:
+def _init_worker(service_pid: int) -> None:
     os.nice(WORKER_NICENESS)
+    # A worker blocks on its task queue, whose write end every worker holds too, so it would
+    # outlive a service that was killed (SIGKILL, OOM): have the kernel end it with its parent.
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != service_pid:  # the service died before the line above took effect
+        os._exit(0)
 
 
 def counts_boards(url: str, *board_args: Any) -> Boards:
