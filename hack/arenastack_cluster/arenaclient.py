@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,17 +18,40 @@ TIMEOUT_S = 30.0
 BATTLE_TIMEOUT_S = 300.0
 
 
+Event = tuple[str, Any]
+
+
+def sse_events(lines: Iterable[str]) -> list[Event]:
+    """(event name, decoded JSON data) for each server-sent event in `lines` (no line ends)."""
+    events: list[Event] = []
+    name, data = "message", ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif not line and data:
+            events.append((name, json.loads(data)))
+            name, data = "message", ""
+    return events
+
+
+def answers(events: Iterable[Event]) -> dict[str, str]:
+    """Each side's whole answer, from a battle's `delta` events."""
+    out = {"a": "", "b": ""}
+    for name, data in events:
+        if name == "delta":
+            out[data["side"]] += data["text"]
+    return out
+
+
 @dataclass
 class Battle:
     battle_id: str
-    events: list[tuple[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def answers(self) -> dict[str, str]:
-        out = {"a": "", "b": ""}
-        for name, data in self.events:
-            if name == "delta":
-                out[data["side"]] += data["text"]
-        return out
+        return answers(self.events)
 
     @property
     def votable(self) -> bool:
@@ -86,19 +110,9 @@ class ArenaClient:
 
     def battle(self, prompt: str) -> Battle:
         req = self._request("POST", "/api/battles", {"prompt": prompt})
-        events: list[tuple[str, Any]] = []
         try:
             with urllib.request.urlopen(req, timeout=BATTLE_TIMEOUT_S) as resp:
-                name, data = "message", ""
-                for raw in resp:
-                    line = raw.decode().rstrip("\r\n")
-                    if line.startswith("event: "):
-                        name = line[7:]
-                    elif line.startswith("data: "):
-                        data += line[6:]
-                    elif not line and data:
-                        events.append((name, json.loads(data)))
-                        name, data = "message", ""
+                events = sse_events(raw.decode().rstrip("\r\n") for raw in resp)
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")
             raise ClusterError(f"arena battle refused: HTTP {err.code} {detail}") from None

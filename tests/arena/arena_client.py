@@ -1,31 +1,22 @@
-"""Client helpers for the service tests: SSE parsing and a whole battle."""
+"""Client helpers for the service tests (httpx): a streamed battle, parsed by the demo's client."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
+
+from arenastack_cluster.arenaclient import sse_events as parse_sse
 
 
 def sse_events(
     client: httpx.Client, path: str, body: dict[str, Any]
 ) -> tuple[int, list[tuple[str, Any]]]:
-    events: list[tuple[str, Any]] = []
     with client.stream("POST", path, json=body) as response:
         if response.status_code != 200:
             response.read()
             return response.status_code, [("http-error", response.json())]
-        name, data = "message", ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data += line[6:]
-            elif line == "" and data:
-                events.append((name, json.loads(data)))
-                name, data = "message", ""
-    return 200, events
+        return 200, parse_sse(response.iter_lines())
 
 
 def battle(
@@ -38,11 +29,3 @@ def battle(
     assert status == 200, events
     assert events[0][0] == "battle"
     return events[0][1]["battle_id"], events
-
-
-def answers(events: list[tuple[str, Any]]) -> dict[str, str]:
-    out = {"a": "", "b": ""}
-    for name, data in events:
-        if name == "delta":
-            out[data["side"]] += data["text"]
-    return out

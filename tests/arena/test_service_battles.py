@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from arena_client import answers, battle, sse_events
+from arena_client import battle, sse_events
 
 from arenastack_arena.ratings import OUTCOMES
 from arenastack_arena.service.migrations import MIGRATIONS
+from arenastack_cluster.arenaclient import answers
 
 
 def test_battle_streams_both_sides_then_vote_reveals(arena):

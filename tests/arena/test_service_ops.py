@@ -7,9 +7,11 @@ import time
 
 import httpx
 import pytest
-from arena_client import answers, battle, sse_events
+from arena_client import battle, sse_events
 from arena_processes import ADMIN_TOKEN, start_service, stop
 from arena_support import models_file
+
+from arenastack_cluster.arenaclient import answers
 
 
 def register(service, name: str, endpoint: str, **extra) -> None:

@@ -16,8 +16,10 @@ import pytest
 from vllm_processes import Process, counter, start_engine, tiny_model, tiny_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "arena"))
-from arena_client import answers, battle, sse_events
+from arena_client import battle, sse_events
 from arena_processes import Service, start_service, stop
+
+from arenastack_cluster.arenaclient import answers
 
 pytestmark = pytest.mark.e2e
 
