@@ -44,7 +44,6 @@ import httpx
 from vllm_processes import (
     SERVED,
     Process,
-    cache_aware_extra_args,
     counter,
     start_engine,
     start_router,
@@ -183,9 +182,9 @@ POLICIES = (("anchor", "roundRobin"), ("ours", "cacheAware"))
 def measure(
     python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Path, ours_first: bool
 ) -> dict:
-    # Both policies run on the same engines, configured so cache_aware can work at all.
+    # Both policies run on the same engines, started as the operator starts them for the
+    # default router policy, cacheAware (which needs --enable-scale-out: see NOTES).
     flags = ["--enforce-eager", "--kv-cache-memory-bytes", kv_cache]
-    flags += cache_aware_extra_args(maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
     spec = tiny_spec(model, SERVED, maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
     engines = [start_engine(python, spec, workdir, core=core) for core in (0, 1)]
     processes = list(engines)

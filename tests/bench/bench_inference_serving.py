@@ -44,7 +44,6 @@ from vllm_processes import (
     FAST_FLAGS,
     SERVED,
     Process,
-    cache_aware_extra_args,
     free_port,
     spawn,
     tiny_model,
@@ -141,10 +140,6 @@ def ready_pods(cl: LocalCluster, component: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def engine_extra_args() -> list[str]:
-    return FAST_FLAGS + cache_aware_extra_args(maxModelLen=MAX_MODEL_LEN, extraArgs=FAST_FLAGS)
-
-
 def deployment_body(model: Path) -> dict[str, Any]:
     return {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
@@ -154,7 +149,7 @@ def deployment_body(model: Path) -> dict[str, Any]:
             "gpusPerReplica": 0,
             "replicas": REPLICAS,
             # The router's default policy (cacheAware) routes by prefix only with these.
-            "engine": {"maxModelLen": MAX_MODEL_LEN, "extraArgs": engine_extra_args()},
+            "engine": {"maxModelLen": MAX_MODEL_LEN, "extraArgs": FAST_FLAGS},
         },
     }  # fmt: skip
 
@@ -389,7 +384,7 @@ def main() -> None:
               "max_tokens": scale.max_tokens, "prompt_chars": PROMPT_CHARS,
               "idle_requests_per_path": scale.idle_requests * scale.rounds, "engine": engine,
               "router_policy": "cache_aware (the InferenceDeployment default)",
-              "engine_extra_args": engine_extra_args(),
+              "engine_extra_args": FAST_FLAGS,
               "connections": "one per request"}  # fmt: skip
     ours, anchor, direct = paths["router"], paths["service"], paths["direct"]
     added = {

@@ -29,25 +29,8 @@ ROUTER_START_TIMEOUT_S = 60.0
 # The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a small KV cache.
 FAST_FLAGS = vllmenv.FAST_ENGINE_ARGS
 SERVED = "tiny"  # the served model name of the e2e engines
-# vllm-router's cache_aware policy (0.1.17) asks each engine to render the prompt
-# (/v1/chat/completions/render) to route by prefix; vLLM 0.32 serves that only with this flag,
-# and without it every request falls back to the least-loaded engine (ties: the first one).
-CACHE_AWARE_ENGINE_FLAGS = ["--enable-scale-out"]
-
-
-def cache_aware_extra_args(**engine_fields: Any) -> list[str]:
-    """CACHE_AWARE_ENGINE_FLAGS the operator's engine command lacks for these engine fields
-    (none once the operator adds them itself), for a spec's extraArgs."""
-    spec = InferenceDeploymentSpec.model_validate(
-        {"model": {"path": "/m"}, "gpusPerReplica": 0, "engine": engine_fields}
-    )
-    argv = engine.engine_args(spec, engine.default_executor(spec))
-    return [flag for flag in CACHE_AWARE_ENGINE_FLAGS if flag not in argv]
-
-
-def vllm_env_python() -> Path:
-    """Builds (once, cached outside the repository) and returns the vLLM environment's python."""
-    return vllmenv.vllm_python()
+# Builds (once, cached outside the repository) and returns the vLLM environment's python.
+vllm_env_python = vllmenv.vllm_python
 
 
 def with_address(args: list[str], host: str, port: int) -> list[str]:

@@ -174,6 +174,7 @@ class LeaderboardCache:
         self._style_board: dict[str, Any] | None = None
         self._wake = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
+        self.workers = max(1, settings.leaderboard_workers)
 
     @property
     def changes(self) -> int:
@@ -183,7 +184,7 @@ class LeaderboardCache:
         if self._pool is None:
             # spawn, not fork: the service process has threads (database, executor).
             self._pool = ProcessPoolExecutor(
-                max(1, self.settings.leaderboard_workers),
+                self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(os.getpid(),),
@@ -243,7 +244,6 @@ class LeaderboardCache:
         """Refits the plain boards (overall and per category) from the vote counts."""
         version = self.version
         started = time.perf_counter()
-        shares = max(1, self.settings.leaderboard_workers)
         boards = merge_boards(
             await asyncio.gather(
                 *(
@@ -254,9 +254,9 @@ class LeaderboardCache:
                         self.settings.leaderboard_bootstrap_rounds,
                         self.seed,
                         share,
-                        shares,
+                        self.workers,
                     )
-                    for share in range(shares)
+                    for share in range(self.workers)
                 )
             )
         )
