@@ -1,6 +1,6 @@
-"""Benchmark (b) of issue 6: multi-turn chats with shared system prompts over two real vLLM
-replicas, through vllm-router with cache-aware routing (ours: the InferenceDeployment default)
-against round-robin (the anchor), side by side in one run.
+"""Benchmark (b) of issue 6: multi-turn chats with shared system prompts over real vLLM
+replicas (two, and four), through vllm-router with cache-aware routing (ours: the
+InferenceDeployment default) against round-robin (the anchor), side by side in one run.
 
 The workload is many users chatting at once: several distinct system prompts, each shared by
 several conversations; every conversation is open from the start and sends its turns one after
@@ -11,17 +11,16 @@ Figures: prefix-cache hit rate (the engines' own counters, vllm:prefix_cache_hit
 tokens, delta over the run, both replicas), client-side time to first token, tokens/s, and each
 replica's share of the requests. Target: cache-aware at least twice round-robin's hit rate.
 
-Two cache sizes, same workload: routing can only change the hit rate when a replica's KV cache
-cannot hold every conversation. Under round-robin each replica sees every conversation (every
-other turn), so it must cache all of them; with affinity each caches about half. What decides
-a hit is what the cache takes in between two turns of one chat: every other chat's new tokens
-on that replica.
-- pressure (the headline): each replica's cache (16 MiB, about 16k tokens) holds what its half
-  of the chats adds between two turns of one chat (about 7k tokens when they stick to it), but
-  not what all of them add when every chat comes to every replica (over 20k): a busy
-  production replica, where the cache is the scarce resource;
+Three regimes, same workload. Routing can only change the hit rate when a replica's KV cache
+cannot hold every conversation. vLLM evicts the least recently used free block and a hit renews
+a chat's whole chain, so a chat's history survives until its next turn if the chats served on
+that replica in between fit beside it.
+- pressure (the headline, the issue's two replicas): each replica's cache (16 MiB, about 16k
+  tokens) holds about the histories of the half of the chats that stick to it under cache-aware
+  routing, not those of all chats, which round-robin spreads over both replicas;
 - roomy: each replica's cache holds everything; round-robin then still hits every history up
-  to the turn before last, so no policy can double its hit rate.
+  to the chat's last visit to that replica;
+- four replicas under pressure (10 MiB each): see NOTES for why two replicas cannot reach 2x.
 
     .venv/bin/python tests/bench/bench_inference_routing.py [--quick]
 """
@@ -81,13 +80,20 @@ Notes on the set-up (see the module docstring):
   flag, as the operator's engines do whenever the policy is cacheAware.
 - Hit rate = sum over both engines of the change in vllm:prefix_cache_hits_total over the
   change in vllm:prefix_cache_queries_total (prompt tokens) during the run.
-- Round-robin keeps every shared system prompt hot on both replicas and, with two replicas,
-  lands on a conversation's previous replica about half the time, finding its history up to its
-  last visit there; cache-aware's own ceiling is set by the 128-token CPU blocks (about one
-  block of every turn is recomputed). So with a roomy cache the ratio stays well below 2 by
-  construction; under pressure cache-aware wins back the history hits that eviction takes from
-  round-robin, and the shared system prompt (one block, hot everywhere) is all both keep.
+- Why two replicas stay under 2x: the router's rotation is shared by all chats, so a chat's
+  next turn lands on the replica of its previous turn with probability 1/2 (1/N of N
+  replicas). There its history is about as fresh as under cache-aware routing (about as many
+  chats were served there in between), so round-robin keeps about half of cache-aware's
+  history hits at any cache size, plus every hit on the shared system prompts, which are hot on
+  every replica. With s the system prompts' share of the prompt tokens and h the history's
+  share that cache-aware hits, the ratio is at most (s + h) / (s + h/2): under 2 whenever
+  s > 0, about 1.7 here (s 0.13, h 0.65; cache-aware's own ceiling is set by the 128-token CPU
+  blocks). Over four replicas the same bound is (s + h) / (s + h/4), about 2.7, so the
+  benchmark runs that too.
 """
+
+
+Regime = tuple[int, str]  # replicas, KV cache per replica (1 KiB per token for this model)
 
 
 @dataclass(frozen=True)
@@ -97,16 +103,17 @@ class Scale:
     turns: int
     max_tokens: int
     concurrency: int
-    # KV cache per replica, "pressure" and "roomy" (1 KiB per token for this model).
-    kv_caches: dict[str, str]
+    regimes: dict[str, Regime]
 
 
 # Ends with about 63k distinct tokens of history: 256 MiB holds all of it several times.
 FULL = Scale(system_prompts=6, conversations_per_prompt=7, turns=7, max_tokens=64, concurrency=6,
-             kv_caches={"pressure": "16M", "roomy": "256M"})  # fmt: skip
-# A miniature to check the script (2 MiB: the least that holds one 2,048-token prompt).
+             regimes={"pressure": (2, "16M"), "roomy": (2, "256M"),
+                      "four_replicas": (4, "10M")})  # fmt: skip
+# A miniature to check the script (3 MiB: 2 MiB holds only 1,920 of the 2,048 positions).
 QUICK = Scale(system_prompts=3, conversations_per_prompt=3, turns=4, max_tokens=32, concurrency=3,
-              kv_caches={"pressure": "2M", "roomy": "64M"})  # fmt: skip
+              regimes={"pressure": (2, "3M"), "roomy": (2, "64M"),
+                       "four_replicas": (4, "3M")})  # fmt: skip
 
 
 def workload(scale: Scale, seed: str) -> list[Conversation]:
@@ -180,13 +187,14 @@ POLICIES = (("anchor", "roundRobin"), ("ours", "cacheAware"))
 
 
 def measure(
-    python: Path, model: Path, kv_cache: str, scale: Scale, workdir: Path, ours_first: bool
+    python: Path, model: Path, regime: Regime, scale: Scale, workdir: Path, ours_first: bool
 ) -> dict:
     # Both policies run on the same engines, started as the operator starts them for the
     # default router policy, cacheAware (which needs --enable-scale-out: see NOTES).
+    replicas, kv_cache = regime
     flags = ["--enforce-eager", "--kv-cache-memory-bytes", kv_cache]
     spec = tiny_spec(model, SERVED, maxModelLen=MAX_MODEL_LEN, extraArgs=flags)
-    engines = [start_engine(python, spec, workdir, core=core) for core in (0, 1)]
+    engines = [start_engine(python, spec, workdir, core=i % 2) for i in range(replicas)]
     processes = list(engines)
     results: dict[str, Any] = {}
     try:
@@ -198,10 +206,11 @@ def measure(
             router = router_for(policy, engines, python, workdir)
             processes.append(router)
             started = time.monotonic()
-            results[label] = run(router, engines, workload(scale, f"{kv_cache}-{label}"), scale)
+            seed = f"{replicas}x{kv_cache}-{label}"
+            results[label] = run(router, engines, workload(scale, seed), scale)
             results[f"{label}_router"] = router_metrics(router)
-            print(f"{kv_cache} {label} ({time.monotonic() - started:.0f} s): {results[label]}",
-                  flush=True)  # fmt: skip
+            took = time.monotonic() - started
+            print(f"{replicas} x {kv_cache} {label} ({took:.0f} s): {results[label]}", flush=True)
             router.stop()
     finally:
         for p in processes:
@@ -226,8 +235,8 @@ def main() -> None:
     load_before = load_average()
     started = time.monotonic()
     regimes = {
-        name: measure(python, model, kv, scale, workdir, ours_first=i % 2 == 1)
-        for i, (name, kv) in enumerate(scale.kv_caches.items())
+        name: measure(python, model, regime, scale, workdir, ours_first=i % 2 == 1)
+        for i, (name, regime) in enumerate(scale.regimes.items())
     }
     head = regimes["pressure"]
     ours, anchor = head["ours"], head["anchor"]
@@ -247,7 +256,8 @@ def main() -> None:
         "ours": ours,
         "anchor": anchor,
         "ratios": head["ratios"],
-        "roomy_cache": {k: regimes["roomy"][k] for k in ("ours", "anchor", "ratios")},
+        "other_regimes": {name: {k: regimes[name][k] for k in ("ours", "anchor", "ratios")}
+                          for name in regimes if name != "pressure"},
         "router_metrics": {f"{regime}_{label}": regimes[regime][f"{label}_router"]
                            for regime in regimes for label in ("ours", "anchor")},
         "ratio_note": "ours/anchor; hit rate and tokens/s higher is better, TTFT lower is better",
@@ -263,28 +273,31 @@ def main() -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     p = result["params"]
-    ours, anchor, ratio = result["ours"], result["anchor"], result["ratios"]
-    roomy = result["roomy_cache"]
-    keys = [k for k in ours if k in ratio] + ["requests_per_replica"]
+    regimes = {"pressure": {k: result[k] for k in ("ours", "anchor", "ratios")},
+               **result["other_regimes"]}  # fmt: skip
+    keys = [k for k in result["ours"] if k in result["ratios"]] + ["requests_per_replica"]
 
     def row(k: str) -> str:
-        cells = [ours[k], anchor[k], ratio.get(k, ""),
-                 roomy["ours"][k], roomy["anchor"][k], roomy["ratios"].get(k, "")]  # fmt: skip
+        cells = [c for r in regimes.values()
+                 for c in (r["ours"][k], r["anchor"][k], r["ratios"].get(k, ""))]  # fmt: skip
         return f"| {k} | " + " | ".join(str(c) for c in cells) + " |"
 
-    caches = p["kv_caches"]
+    head = "".join(
+        f"{name}, {replicas} x {kv}: ours | anchor | ratio | "
+        for name, (replicas, kv) in ((n, p["regimes"][n]) for n in regimes)
+    )
     return (
-        "# Inference routing: cache-aware vs round-robin over two vLLM replicas\n\n"
+        "# Inference routing: cache-aware vs round-robin over vLLM replicas\n\n"
         f"{p['system_prompts']} system prompts x {p['conversations_per_prompt']} "
         f"conversations x {p['turns']} turns, all open at once, {p['concurrency']} requests in "
-        f"flight, {p['max_tokens']} tokens per answer; KV cache per replica {caches['pressure']} "
-        "(pressure: holds what one replica's share of the chats adds between two turns of a "
-        f"chat when they stick to it, not what all of them add) and {caches['roomy']} "
-        f"(roomy: one replica holds it all); {result['machine']}, load "
-        f"{result['load_average']}; arenastack {result['versions']['arenastack']}.\n\n"
-        "| figure | ours (cache_aware), pressure | anchor (round_robin), pressure | ratio | "
-        "ours, roomy | anchor, roomy | ratio |\n"
-        "|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(row(k) for k in keys) + "\n\n"
+        f"flight, {p['max_tokens']} tokens per answer. Regimes are replicas x KV cache per "
+        "replica: pressure (the issue's two replicas; a replica's cache holds the chats that "
+        "stick to it but not all of them), roomy (every replica holds everything) and four "
+        f"replicas under pressure. {result['machine']}, load {result['load_average']}; "
+        f"arenastack {result['versions']['arenastack']}. Ours is cache_aware, the anchor "
+        "round_robin, both vllm-router 0.1.17.\n\n"
+        f"| figure | {head}\n"
+        "|---|" + "---:|" * (3 * len(regimes)) + "\n" + "\n".join(row(k) for k in keys) + "\n\n"
         "Target: prefix-cache hit rate ratio >= 2.0 (ours/anchor). TTFT: lower is better.\n\n"
         + NOTES
     )
