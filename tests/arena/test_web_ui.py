@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from arena_processes import start_service, stop
+from arena_processes import REPO, start_service, stop
 from arena_support import models_file
 from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+# The committed screenshots (tests/arena/screenshots) show the UI in the docs; a run rewrites
+# them only when asked (ARENASTACK_SCREENSHOTS=tests/arena/screenshots), so a test run leaves
+# the tree clean. Otherwise they go under .state/ for a look after the run.
+SCREENSHOTS = Path(os.environ.get("ARENASTACK_SCREENSHOTS") or REPO / ".state" / "screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def web(tmp_path_factory, model_endpoint):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOTS.mkdir(exist_ok=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         # Root in a container: Chromium's sandbox needs user namespaces it may not have.
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
