@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from arenastack_cluster import vllmenv
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.processes import poll
@@ -69,3 +71,24 @@ def vllm_namespace(cluster: LocalCluster, namespace: str) -> Iterator[LocalClust
         yield cluster
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def vllm_fixtures(namespace: str, autoscale_interval_s: float) -> tuple[Any, Any]:
+    """A module's two fixtures, `cluster, operator_log = vllm_fixtures(...)`: the session's
+    local cluster with `namespace` ready for vLLM (vllm_namespace), and the operator running
+    against it (operator_process), given as its log file."""
+
+    @pytest.fixture(scope="module")
+    def cluster(local_cluster: LocalCluster, vllm_python: Path) -> Iterator[LocalCluster]:
+        with vllm_namespace(local_cluster, namespace):
+            yield local_cluster
+
+    @pytest.fixture(scope="module")
+    def operator_log(
+        cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Path]:
+        log = tmp_path_factory.mktemp("operator") / "operator.log"
+        with operator_process(cluster, log, autoscale_interval_s):
+            yield log
+
+    return cluster, operator_log

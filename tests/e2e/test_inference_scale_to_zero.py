@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, operator_process, vllm_namespace, wait
+from local_operator import get, vllm_fixtures, wait
 from openai import OpenAI
 from vllm_processes import FAST_FLAGS, SERVED
 
@@ -32,18 +30,7 @@ ACTIVATION_TIMEOUT_S = 400  # how long the router holds a request at zero
 COLD_START_S = 420.0  # an engine's cold start on a busy 2-core machine
 
 
-@pytest.fixture(scope="module")
-def cluster(local_cluster: LocalCluster, vllm_python: Path) -> Iterator[LocalCluster]:
-    with vllm_namespace(local_cluster, NAMESPACE):
-        yield local_cluster
-
-
-@pytest.fixture(scope="module")
-def operator_log(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory):
-    """The running operator's log file."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with operator_process(cluster, log, INTERVAL_S):
-        yield log
+cluster, operator_log = vllm_fixtures(NAMESPACE, INTERVAL_S)
 
 
 def status(cl: LocalCluster) -> dict[str, Any]:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import local_operator
 import pytest
 import yaml
-from local_operator import operator_process, vllm_namespace
+from local_operator import vllm_fixtures
 from openai import AsyncOpenAI, OpenAI
 from vllm_processes import FAST_FLAGS, SERVED, tiny_lora, tiny_model
 
@@ -49,18 +47,7 @@ def _chat(client: OpenAI, model: str) -> str | None:
     return chat.choices[0].message.content
 
 
-@pytest.fixture(scope="module")
-def cluster(local_cluster: LocalCluster, vllm_python: Path) -> Iterator[LocalCluster]:
-    with vllm_namespace(local_cluster, NAMESPACE):
-        yield local_cluster
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The running operator's log file."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with operator_process(cluster, log, AUTOSCALE_INTERVAL_S):
-        yield log
+cluster, operator_log = vllm_fixtures(NAMESPACE, AUTOSCALE_INTERVAL_S)
 
 
 def get(cl: LocalCluster, *args: str) -> Any:
@@ -80,7 +67,7 @@ def ready_ip(cl: LocalCluster, component: str, name: str = "tiny") -> str | None
     return None
 
 
-def test_deployment_serves_scales_and_loads_adapters(cluster, operator, vllm_python, model_dir):
+def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm_python, model_dir):
     cl = cluster
     body = {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",

@@ -13,13 +13,11 @@ test fails at the error assertion; replace it with a completion through the rout
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, operator_process, vllm_namespace, wait
+from local_operator import get, vllm_fixtures, wait
 from vllm_processes import FAST_FLAGS, SERVED
 
 from arenastack_cluster.cluster import LocalCluster
@@ -36,17 +34,7 @@ START_TIMEOUT_S = 600.0  # Ray head, worker and engine start on a busy 2-core ma
 JOIN_TIMEOUT_S = 240.0
 
 
-@pytest.fixture(scope="module")
-def cluster(local_cluster: LocalCluster, vllm_python: Path) -> Iterator[LocalCluster]:
-    with vllm_namespace(local_cluster, NAMESPACE):
-        yield local_cluster
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory):
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with operator_process(cluster, log, autoscale_interval_s=15) as proc:
-        yield proc
+cluster, operator_log = vllm_fixtures(NAMESPACE, autoscale_interval_s=15)
 
 
 def ray_pods(cl: LocalCluster) -> dict[str, dict[str, Any]]:
@@ -68,7 +56,7 @@ def degraded(cl: LocalCluster) -> dict[str, Any] | None:
 
 
 def test_pipeline_stages_on_two_ray_nodes_reach_the_cpu_engines_ray_refusal(
-    cluster, operator, model_dir
+    cluster, operator_log, model_dir
 ):
     cl = cluster
     body = {
