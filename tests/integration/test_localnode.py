@@ -351,6 +351,42 @@ def test_deletion_honours_grace_and_kills_the_tree(local_cluster, ns):
     assert took >= 2.5, f"deleted in {took:.1f} s, before the 3 s grace period"
 
 
+def test_deletion_runs_prestop_hooks_before_sigterm(local_cluster, ns, tmp_path):
+    """As the kubelet does: a deleted pod's preStop hooks run first (a sleep, an exec in the
+    container), and only then does each container get SIGTERM, all within the grace period."""
+    cl = local_cluster
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def stamped(name: str, hook: dict) -> dict:
+        # Notes the time of its SIGTERM, then exits.
+        script = (f"trap 'date +%s.%N > /out/{name}-term; exit 0' TERM; "
+                  "while true; do sleep 0.1; done")  # fmt: skip
+        return {"name": name, "image": PYTHON_IMAGE, "command": ["sh", "-c", script],
+                "lifecycle": {"preStop": hook},
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}]}  # fmt: skip
+
+    hook_cmd = "date +%s.%N > /out/exec-hook; sleep 1"
+    body = pod("hooked", ["true"], terminationGracePeriodSeconds=20,
+               volumes=[{"name": "out", "hostPath": {"path": str(out)}}])  # fmt: skip
+    body["spec"]["containers"] = [
+        stamped("sleeper", {"sleep": {"seconds": 2}}),
+        stamped("exec", {"exec": {"command": ["sh", "-c", hook_cmd]}}),
+    ]
+    apply(cl, ns, body)
+    wait_pod(cl, ns, "hooked", phase("Running"), 30)
+    deleted = time.time()
+    cl.kubectl("delete", "pod", "hooked", "-n", ns, "--wait=true", timeout=60)
+
+    def stamp(name: str) -> float:
+        return float((out / name).read_text())
+
+    assert stamp("sleeper-term") - deleted >= 1.8, "SIGTERM came before the 2 s preStop sleep"
+    assert stamp("exec-hook") >= deleted
+    assert stamp("exec-term") - stamp("exec-hook") >= 0.9, "SIGTERM came before the exec hook ended"
+    assert stamp("sleeper-term") - deleted < 20
+
+
 def test_unmapped_image_fails_naming_the_config(local_cluster, ns):
     cl = local_cluster
     p = pod("nginx", ["nginx"])

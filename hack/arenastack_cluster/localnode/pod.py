@@ -27,7 +27,7 @@ from arenastack_cluster.localnode.envresolve import (
 )
 from arenastack_cluster.localnode.images import ImageMap, ImageNotMapped
 from arenastack_cluster.localnode.kube import ApiError
-from arenastack_cluster.localnode.probes import Prober, ProbeTarget, nsenter_prefix
+from arenastack_cluster.localnode.probes import Prober, ProbeTarget, nsenter_prefix, run_once
 
 log = logging.getLogger("localnode.pod")
 TICK = 0.2
@@ -379,18 +379,22 @@ class PodRunner(threading.Thread):
         return {k: v.decode(errors="replace") for k, v in data.items()}
 
     # -- probes ------------------------------------------------------------
-    def _start_probers(self, c: ContainerRun) -> None:
-        self._stop_probers(c.name)
-        if c.init:
-            c.ready = False
-            return
+    def _probe_target(self, c: ContainerRun) -> ProbeTarget:
+        """How probes and lifecycle hooks reach container `c`."""
         ports = {p["name"]: p["containerPort"] for p in c.spec.get("ports") or [] if p.get("name")}
-        target = ProbeTarget(
+        return ProbeTarget(
             self.ip or "127.0.0.1",
             ports,
             lambda: nsenter_prefix(pid) if (pid := c.init_pid()) else None,
             {"PATH": self.svc.images.resolve(c.spec["image"]).environ()["PATH"]},
         )
+
+    def _start_probers(self, c: ContainerRun) -> None:
+        self._stop_probers(c.name)
+        if c.init:
+            c.ready = False
+            return
+        target = self._probe_target(c)
         instance = c.record.instance
         probers = []
         startup = c.spec.get("startupProbe")
@@ -549,9 +553,21 @@ class PodRunner(threading.Thread):
             return float(meta["deletionGracePeriodSeconds"])
         return float(pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE))
 
-    def kill_all(self, grace: float) -> None:
+    def kill_all(self, grace: float, pre_stop: bool = False) -> None:
+        """SIGTERM every running container, SIGKILL what is left after `grace` seconds; with
+        `pre_stop` (a deletion), first their preStop hooks, whose time counts in the grace
+        period as with the kubelet."""
         self._stop_probers()
         running = [c for c in self.inits + self.mains if c.running]
+        deadline = time.monotonic() + grace
+        if pre_stop:
+            hooks = [threading.Thread(target=self._pre_stop, args=(c, deadline), daemon=True)
+                     for c in running if not c.init]  # fmt: skip
+            for t in hooks:
+                t.start()
+            for t in hooks:
+                t.join(max(0.0, deadline - time.monotonic()))
+        grace = max(0.0, deadline - time.monotonic())
         for c in running:
             c.signal(signal.SIGTERM)
         threads = [threading.Thread(target=c.stop, args=(grace, self.uid)) for c in running]
@@ -560,11 +576,26 @@ class PodRunner(threading.Thread):
         for t in threads:
             t.join()
 
+    def _pre_stop(self, c: ContainerRun, deadline: float) -> None:
+        """Container `c`'s preStop hook (sleep, exec or httpGet), cut short at `deadline`. An
+        engine's sleep, say, lets routers drop the pod before its server stops listening."""
+        hook = (c.spec.get("lifecycle") or {}).get("preStop")
+        if not hook:
+            return
+        left = max(0.0, deadline - time.monotonic())
+        if "sleep" in hook:
+            time.sleep(min(float(hook["sleep"].get("seconds", 0)), left))
+            return
+        ok, message = run_once({**hook, "timeoutSeconds": left}, self._probe_target(c))
+        if not ok:
+            note = f"PreStopHook failed for container {c.name}: {message}"
+            self.svc.event(self.pod, "Warning", "FailedPreStopHook", note)
+
     def _delete_pod(self, pod: dict) -> None:
         grace = self._grace(pod)
         if any(c.running for c in self.inits + self.mains):
             self.svc.event(pod, "Normal", "Killing", f"Stopping containers (grace {grace:g}s)")
-        self.kill_all(grace)
+        self.kill_all(grace, pre_stop=True)
         self._teardown(final=not self.gone)
 
     def _release_network(self) -> None:
