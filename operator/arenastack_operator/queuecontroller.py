@@ -63,11 +63,13 @@ def register_queue_controller(
 
     @kopf.on.event(*kind.selector, registry=registry, id=f"queue-{kind.plural}")
     async def owner_event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        key = (body.metadata.namespace, body.metadata.name)
+        namespace, name = body.metadata.namespace, body.metadata.name
+        if not (namespace and name):
+            return
         if event.get("type") != "DELETED":
-            enqueue(*key)
-        elif (controller := state.get("controller")) is not None and key[0] and key[1]:
-            controller.forget((key[0], key[1]), body.metadata.uid)
+            enqueue(namespace, name)
+        elif (controller := state.get("controller")) is not None:
+            controller.forget((namespace, name), body.metadata.uid)
 
     async def child_event(body: kopf.Body, **_: Any) -> None:
         enqueue(body.metadata.namespace, body.metadata.labels.get(owner_label))

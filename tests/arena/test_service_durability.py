@@ -31,28 +31,31 @@ def stored_votes(database_url: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT battle_id FROM votes")}
 
 
+def parent_if_running(pid: int) -> int | None:
+    """The parent of process `pid`, or None when it is gone or a zombie."""
+    try:
+        state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if state == "Z" else int(ppid)
+
+
 def spawned_workers(pid: int) -> set[int]:
-    """Live multiprocessing workers whose parent is `pid` (a zombie counts as gone)."""
+    """Running multiprocessing workers whose parent is `pid`."""
     found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError):
+    for proc in Path("/proc").glob("[0-9]*"):
+        if parent_if_running(int(proc.name)) != pid:
             continue
-        if int(ppid) == pid and state != "Z" and b"spawn_main" in command:
-            found.add(int(stat.parent.name))
+        try:
+            if b"spawn_main" in (proc / "cmdline").read_bytes():
+                found.add(int(proc.name))
+        except OSError:
+            continue
     return found
 
 
 def alive(pids: set[int]) -> set[int]:
-    def running(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
-    return {pid for pid in pids if running(pid)}
+    return {pid for pid in pids if parent_if_running(pid) is not None}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -8,7 +8,7 @@ another with its whole growing history; which conversation speaks next is random
 users come back after differing pauses, with a fixed number of requests in flight.
 
 Figures: prefix-cache hit rate (the engines' own counters, vllm:prefix_cache_hits/queries in
-tokens, delta over the run, both replicas), client-side time to first token, tokens/s, and each
+tokens, delta over the run, all replicas), client-side time to first token, tokens/s, and each
 replica's share of the requests. Target: cache-aware at least twice round-robin's hit rate.
 
 Three regimes, same workload. Routing can only change the hit rate when a replica's KV cache

@@ -148,7 +148,6 @@ def deployment_body(model: Path) -> dict[str, Any]:
             "model": {"path": str(model), "servedModelName": SERVED, "dtype": "float32"},
             "gpusPerReplica": 0,
             "replicas": REPLICAS,
-            # The router's default policy (cacheAware) routes by prefix only with these.
             "engine": {"maxModelLen": MAX_MODEL_LEN, "extraArgs": FAST_FLAGS},
         },
     }  # fmt: skip

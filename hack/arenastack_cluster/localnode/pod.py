@@ -553,20 +553,19 @@ class PodRunner(threading.Thread):
             return float(meta["deletionGracePeriodSeconds"])
         return float(pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE))
 
-    def kill_all(self, grace: float, pre_stop: bool = False) -> None:
-        """SIGTERM every running container, SIGKILL what is left after `grace` seconds; with
-        `pre_stop` (a deletion), first their preStop hooks, whose time counts in the grace
-        period as with the kubelet."""
+    def kill_all(self, grace: float) -> None:
+        """The running containers' preStop hooks, then SIGTERM, then SIGKILL for what is left
+        when `grace` seconds have passed: the hooks' time counts in the grace period, as with
+        the kubelet."""
         self._stop_probers()
         running = [c for c in self.inits + self.mains if c.running]
         deadline = time.monotonic() + grace
-        if pre_stop:
-            hooks = [threading.Thread(target=self._pre_stop, args=(c, deadline), daemon=True)
-                     for c in running if not c.init]  # fmt: skip
-            for t in hooks:
-                t.start()
-            for t in hooks:
-                t.join(max(0.0, deadline - time.monotonic()))
+        hooks = [threading.Thread(target=self._pre_stop, args=(c, deadline), daemon=True)
+                 for c in running if not c.init]  # fmt: skip
+        for t in hooks:
+            t.start()
+        for t in hooks:
+            t.join(max(0.0, deadline - time.monotonic()))
         grace = max(0.0, deadline - time.monotonic())
         for c in running:
             c.signal(signal.SIGTERM)
@@ -595,7 +594,7 @@ class PodRunner(threading.Thread):
         grace = self._grace(pod)
         if any(c.running for c in self.inits + self.mains):
             self.svc.event(pod, "Normal", "Killing", f"Stopping containers (grace {grace:g}s)")
-        self.kill_all(grace, pre_stop=True)
+        self.kill_all(grace)
         self._teardown(final=not self.gone)
 
     def _release_network(self) -> None:
