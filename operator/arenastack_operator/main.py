@@ -122,7 +122,11 @@ class KopfThread:
                     namespaces=list(self._cfg.namespaces),
                     stop_flag=self._stop,
                     ready_flag=self.ready,
-                    memo=kopf.Memo(identity=self._cfg.identity, kubeconfig=self._cfg.kubeconfig),
+                    memo=kopf.Memo(
+                        identity=self._cfg.identity,
+                        kubeconfig=self._cfg.kubeconfig,
+                        stopping=self._stop,
+                    ),
                 )
             )
         except BaseException as e:  # reported to the main thread, which decides the exit status

@@ -7,6 +7,7 @@ controller starts and stops with the operator, and forgets an object once it is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,12 +40,22 @@ def register_queue_controller(
     """`make(api configuration, identity)` builds the controller at start-up; `children` are
     the (group/version, plural) kinds whose objects carry `owner_label`."""
     state: dict[str, QueueController] = {}
+    watchers: set[asyncio.Task[None]] = set()
     singular = kind.kind.lower()
 
     def enqueue(namespace: str | None, name: str | None) -> None:
         controller = state.get("controller")
         if controller is not None and namespace and name:
             controller.queue.add((namespace, name))
+
+    async def stop_controller() -> None:
+        controller = state.pop("controller", None)
+        if controller is not None:
+            await controller.stop()
+
+    async def stop_when(stopping: asyncio.Event) -> None:
+        await stopping.wait()
+        await stop_controller()
 
     @kopf.on.startup(registry=registry, id=f"start-{singular}-controller")
     async def start(memo: kopf.Memo, **_: Any) -> None:
@@ -54,12 +65,19 @@ def register_queue_controller(
         controller = make(kube.load_configuration(kubeconfig), identity)
         controller.start()
         state["controller"] = controller
+        # ... and kopf's stop flag, which is set as the operator begins to stop.
+        stopping: asyncio.Event | None = getattr(memo, "stopping", None)
+        if stopping is not None:
+            # kopf skips the cleanup handlers when it is stopped before every startup handler
+            # has returned; the workers would then count as hung tasks, which kopf waits 5 s
+            # for before it cancels them. The operator's stop flag reaches them either way.
+            watcher = asyncio.create_task(stop_when(stopping))
+            watchers.add(watcher)
+            watcher.add_done_callback(watchers.discard)
 
     @kopf.on.cleanup(registry=registry, id=f"stop-{singular}-controller")
     async def stop(**_: Any) -> None:
-        controller = state.pop("controller", None)
-        if controller is not None:
-            await controller.stop()
+        await stop_controller()
 
     @kopf.on.event(*kind.selector, registry=registry, id=f"queue-{kind.plural}")
     async def owner_event(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:

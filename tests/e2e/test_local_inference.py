@@ -92,7 +92,9 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
             "model": {"path": str(other_model), "servedModelName": OTHER, "dtype": "float32"},
             "gpusPerReplica": 0,
             "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
-            "router": {"policy": "cacheAware"},
+            # The router's own flags pass through (it would not start with a flag it lacks).
+            "router": {"policy": "cacheAware",
+                       "extraArgs": ["--balance-abs-threshold", "8", "--cache-threshold=0.5"]},
         },
     }  # fmt: skip
     cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all([body, other]))

@@ -17,7 +17,11 @@ from arenastack_operator.inferencedeployment import (
 )
 from arenastack_operator.inferencedeployment import status as status_mod
 from arenastack_operator.inferencedeployment.autoscaler import Autoscaler
-from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec, owned_flags
+from arenastack_operator.inferencedeployment.spec import (
+    OWNED_ROUTER_PATTERN,
+    InferenceDeploymentSpec,
+    owned_flags,
+)
 from arenastack_operator.inferencedeployment.workloads import Owner
 
 OWNER = Owner("qwen", "ns", "uid-1")
@@ -249,6 +253,30 @@ def test_static_router_lists_workers() -> None:
         "http://10.0.0.2:8000",
     ]
     assert "--service-discovery" not in args
+
+
+@pytest.mark.parametrize("discovery", ["labelSelector", "static"])
+def test_router_extra_args_come_before_the_multi_valued_flags(discovery: str) -> None:
+    extra = ["--balance-abs-threshold", "4", "--cache-threshold=0.5"]
+    spec = make(router={"discovery": discovery, "extraArgs": extra})
+    args = workloads.router_args(spec, OWNER, ["http://10.0.0.1:8000"])
+    last = "--selector" if discovery == "labelSelector" else "--worker-urls"
+    start = args.index(extra[0])
+    assert args[start : start + len(extra)] == extra
+    assert start + len(extra) <= args.index(last)
+    assert not [a for a in args[args.index(last) + 1 :] if a in extra]
+
+
+@pytest.mark.parametrize(
+    "args", [["--policy=round_robin"], ["--worker_urls", "http://x"], ["--retry-max-retries", "9"]]
+)
+def test_owned_router_flags_are_refused_naming_them(args: list[str]) -> None:
+    with pytest.raises(pydantic.ValidationError) as info:
+        make(router={"extraArgs": args})
+    assert f"owns: {args[0]} (use the typed fields of spec.router" in str(info.value)
+    assert owned_flags(args, OWNED_ROUTER_PATTERN) == [args[0]]
+    # An engine flag is the engine's business, not the router's, and the other way round.
+    assert owned_flags(args) == []
 
 
 def test_endpoint_is_the_routers_openai_base_url() -> None:

@@ -8,7 +8,8 @@ engine's metrics, multi-node on Ray when one replica needs more than a node.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -67,12 +68,35 @@ OWNED_ENGINE_FLAGS = (
     "max-loras",
     "max-lora-rank",
 )
-# vLLM's argument parser takes underscores for dashes (--max_model_len), so both spellings count.
-OWNED_FLAGS_PATTERN = (
-    "^(--("
-    + "|".join(flag.replace("-", "[-_]") for flag in OWNED_ENGINE_FLAGS)
-    + ")|-tp|-pp)(=.*)?$"
+# Router flags the operator sets from the spec (the retry flags hold requests during a cold
+# start with scale to zero); vllm-router refuses a flag given twice, so extraArgs may not set them.
+OWNED_ROUTER_FLAGS = (
+    "host",
+    "port",
+    "policy",
+    "prometheus-host",
+    "prometheus-port",
+    "service-discovery",
+    "service-discovery-namespace",
+    "service-discovery-port",
+    "selector",
+    "worker-urls",
+    "retry-max-retries",
+    "retry-initial-backoff-ms",
+    "retry-max-backoff-ms",
+    "retry-backoff-multiplier",
 )
+
+
+def owned_flags_pattern(flags: Sequence[str], short: Sequence[str] = ()) -> str:
+    """A regex matching an argument that sets one of `flags` (--flag or --flag=value). vLLM's
+    argument parser takes underscores for dashes (--max_model_len), so both spellings count."""
+    alternatives = [f"--({'|'.join(flag.replace('-', '[-_]') for flag in flags)})", *short]
+    return f"^({'|'.join(alternatives)})(=.*)?$"
+
+
+OWNED_ENGINE_PATTERN = owned_flags_pattern(OWNED_ENGINE_FLAGS, short=("-tp", "-pp"))
+OWNED_ROUTER_PATTERN = owned_flags_pattern(OWNED_ROUTER_FLAGS)
 OWNED_FLAGS_MESSAGE = "extraArgs may not set flags the operator owns (use the typed fields)"
 DEFAULT_ROUTER_IMAGE = "ghcr.io/arenastack/vllm-router:0.1.17"
 MAX_EXTRA_ARGS = 64
@@ -168,6 +192,48 @@ class ModelSpec(ApiModel):
     )
 
 
+ENGINE_TYPED_FIELDS = "spec.model and spec.engine"
+ROUTER_TYPED_FIELDS = "spec.router and spec.autoscaling"
+
+
+def extra_args_type(pattern: str, typed_fields: str) -> Any:
+    """The type of an extraArgs list whose items may not match `pattern`."""
+    item = Annotated[
+        str,
+        Field(
+            max_length=MAX_ARG_LENGTH,
+            # On each item (not the list) so the error names the offending flag and its index,
+            # within the apiserver's CEL cost budget.
+            json_schema_extra=rules(
+                {
+                    "rule": f"!self.matches('{pattern}')",
+                    "message": OWNED_FLAGS_MESSAGE,
+                    "messageExpression": "'extraArgs may not set flags the operator owns: ' + "
+                    f"self + ' (use the typed fields of {typed_fields})'",
+                }
+            ),
+        ),
+    ]
+    return Annotated[list[item], Field(max_length=MAX_EXTRA_ARGS)] | None
+
+
+def refuse_owned_flags(
+    value: list[str] | None, pattern: str, typed_fields: str
+) -> list[str] | None:
+    # The CRD refuses these too; this catches objects stored before the rule existed.
+    owned = owned_flags(value or [], pattern)
+    if owned:
+        raise ValueError(
+            f"extraArgs may not set flags the operator owns: {', '.join(owned)} "
+            f"(use the typed fields of {typed_fields})"
+        )
+    return value
+
+
+ExtraArgs = extra_args_type(OWNED_ENGINE_PATTERN, ENGINE_TYPED_FIELDS)
+RouterExtraArgs = extra_args_type(OWNED_ROUTER_PATTERN, ROUTER_TYPED_FIELDS)
+
+
 class EngineSpec(ApiModel):
     """vLLM engine settings."""
 
@@ -201,43 +267,14 @@ class EngineSpec(ApiModel):
     kv_cache_dtype: KvCacheDtype | None = Field(
         default=None, description="Data type of the KV cache."
     )
-    extra_args: (
-        Annotated[
-            list[
-                Annotated[
-                    str,
-                    Field(
-                        max_length=MAX_ARG_LENGTH,
-                        # On each item (not the list) so the error names the offending flag and
-                        # its index, within the apiserver's CEL cost budget.
-                        json_schema_extra=rules(
-                            {
-                                "rule": f"!self.matches('{OWNED_FLAGS_PATTERN}')",
-                                "message": OWNED_FLAGS_MESSAGE,
-                                "messageExpression": "'extraArgs may not set flags the operator "
-                                "owns: ' + self + ' (use the typed fields of spec.model and "
-                                "spec.engine)'",
-                            }
-                        ),
-                    ),
-                ]
-            ],
-            Field(max_length=MAX_EXTRA_ARGS),
-        ]
-        | None
-    ) = Field(default=None, description="More engine flags, passed through unchanged.")
+    extra_args: ExtraArgs = Field(
+        default=None, description="More engine flags, passed through unchanged."
+    )
 
     @field_validator("extra_args")
     @classmethod
     def _no_owned_flags(cls, value: list[str] | None) -> list[str] | None:
-        # The CRD refuses these too; this catches objects stored before the rule existed.
-        owned = owned_flags(value or [])
-        if owned:
-            raise ValueError(
-                f"extraArgs may not set flags the operator owns: {', '.join(owned)} "
-                "(use the typed fields of spec.model and spec.engine)"
-            )
-        return value
+        return refuse_owned_flags(value, OWNED_ENGINE_PATTERN, ENGINE_TYPED_FIELDS)
 
     @property
     def world_size(self) -> int:
@@ -245,10 +282,10 @@ class EngineSpec(ApiModel):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
-def owned_flags(args: list[str]) -> list[str]:
+def owned_flags(args: list[str], pattern: str = OWNED_ENGINE_PATTERN) -> list[str]:
     """The arguments of `args` that set a flag the operator owns."""
-    pattern = re.compile(OWNED_FLAGS_PATTERN)
-    return [a for a in args if pattern.match(a)]
+    owned = re.compile(pattern)
+    return [a for a in args if owned.match(a)]
 
 
 class ModelCacheSpec(ApiModel):
@@ -385,6 +422,16 @@ class RouterSpec(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None, description="Resources of the router container."
     )
+    extra_args: RouterExtraArgs = Field(
+        default=None,
+        description="More vllm-router flags, passed through unchanged (for example "
+        "--balance-abs-threshold or --cache-threshold to tune cache-aware routing).",
+    )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_owned_flags(cls, value: list[str] | None) -> list[str] | None:
+        return refuse_owned_flags(value, OWNED_ROUTER_PATTERN, ROUTER_TYPED_FIELDS)
 
 
 class InferenceDeploymentSpec(ApiModel):

@@ -245,6 +245,9 @@ def router_args(
         "--policy", ROUTER_POLICIES[router.policy],
         "--prometheus-host", "0.0.0.0",
         "--prometheus-port", str(names.ROUTER_METRICS_PORT),
+        # Before --selector and --worker-urls, which take every value up to the next flag: a
+        # stray value here is the router's error, not a silently added selector or worker.
+        *(router.extra_args or []),
     ]  # fmt: skip
     if router.discovery == "labelSelector":
         selector = names.selector_labels(owner.name, names.COMPONENT_ENGINE)
