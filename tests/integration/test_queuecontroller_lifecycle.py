@@ -16,10 +16,10 @@ from typing import Any
 import kopf
 from kubernetes.client import Configuration
 
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_operator import constants, kube
 from arenastack_operator.queuecontroller import Key, register_queue_controller
 from arenastack_operator.workqueue import WorkQueue
-from tests.conftest import TestCluster
 
 
 class RecordingController:
@@ -45,7 +45,7 @@ class RecordingController:
 
 
 async def test_stop_during_startup_stops_a_started_controller(
-    cluster: TestCluster, crds: list[str], namespace: str
+    cluster: LocalCluster, crds: list[str], namespace: str
 ) -> None:
     controllers: list[RecordingController] = []
 
