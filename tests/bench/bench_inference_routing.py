@@ -66,8 +66,8 @@ ROUTER_SERIES = ("vllm_router_processed_requests_total", "vllm_router_cache_hits
                  "vllm_router_cache_misses_total", "vllm_router_load_balancing_events_total",
                  "vllm_router_policy_decisions_total")  # fmt: skip
 MAX_MODEL_LEN = 2048  # the model's own limit; the longest last-turn prompt is about 1,850 tokens
-# About 190 tokens: one whole 128-token KV block (the CPU block size), as a short system prompt
-# is next to a chat's history; hot on both replicas under either policy.
+# About 190 tokens, short beside a chat's history: with the template, one or two whole 128-token
+# KV blocks (the CPU block size; the report gives the measured mean); hot on every replica.
 SYSTEM_CHARS = 520
 QUESTION_CHARS = (200, 480)  # about 65 to 160 tokens, varying by conversation and turn
 
