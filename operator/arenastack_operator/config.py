@@ -133,8 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-period", help=f"seconds; default {constants.DEFAULT_RETRY_PERIOD_S:g}")
     p.add_argument(
         "--shutdown-timeout",
-        help="seconds in-flight handlers get to finish on "
-        "SIGTERM before they are cancelled; default 5",
+        help="seconds in-flight handlers get to finish on SIGTERM before they are "
+        f"cancelled; default {constants.DEFAULT_SHUTDOWN_TIMEOUT_S:g}",
     )
     p.add_argument(
         "--disable-raycluster",
@@ -224,7 +224,7 @@ def parse(
         lease_namespace=lease_namespace,
         identity=identity,
         timing=timing,
-        shutdown_timeout=typed("shutdown-timeout", 5, _positive),
+        shutdown_timeout=typed("shutdown-timeout", constants.DEFAULT_SHUTDOWN_TIMEOUT_S, _positive),
         raycluster_controller=not (
             args.disable_raycluster
             or _typed(

@@ -86,6 +86,10 @@ DEFAULT_LEASE_NAME: Final = OPERATOR_NAME
 DEFAULT_LEASE_DURATION_S: Final = 15.0
 DEFAULT_RENEW_DEADLINE_S: Final = 10.0
 DEFAULT_RETRY_PERIOD_S: Final = 2.0
+# How long a SIGTERMed leader waits for kopf before it gives up on its handlers. Longer than
+# kopf's own fixed 5 s wait for tasks that outlive its shutdown (API discovery requests caught
+# mid-retry by the stop wait for a re-login that never comes), so kopf always finishes itself.
+DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 10.0
 
 # Exit status when the lease is lost: non-zero so the Deployment restarts the pod.
 EXIT_LEADERSHIP_LOST: Final = 3
