@@ -255,17 +255,16 @@ def measure(
     try:
         for e in engines:
             e.wait_http("/v1/models", timeout=600)
-        shared = 0.0
+        chats = {label: workload(scale, f"{replicas}x{kv_cache}-{label}") for label, _ in POLICIES}
+        # The bound is stated in the anchor's prompt tokens.
+        shared = shared_prefix_tokens(engines[0], chats["anchor"], scale.conversations_per_prompt)
         # The second cache size runs the policies the other way round, so a machine whose load
         # drifts during the run favours neither.
         for label, policy in POLICIES[::-1] if ours_first else POLICIES:
             router = router_for(policy, engines, python, workdir)
             processes.append(router)
             started = time.monotonic()
-            chats = workload(scale, f"{replicas}x{kv_cache}-{label}")
-            if label == "anchor":  # the bound is stated in the anchor's prompt tokens
-                shared = shared_prefix_tokens(engines[0], chats, scale.conversations_per_prompt)
-            results[label] = run(router, engines, chats, scale)
+            results[label] = run(router, engines, chats[label], scale)
             results[f"{label}_router"] = router_metrics(router)
             took = time.monotonic() - started
             print(f"{replicas} x {kv_cache} {label} ({took:.0f} s): {results[label]}", flush=True)

@@ -98,6 +98,9 @@ def owned_flags_pattern(flags: Sequence[str], short: Sequence[str] = ()) -> str:
 OWNED_ENGINE_PATTERN = owned_flags_pattern(OWNED_ENGINE_FLAGS, short=("-tp", "-pp"))
 OWNED_ROUTER_PATTERN = owned_flags_pattern(OWNED_ROUTER_FLAGS)
 OWNED_FLAGS_MESSAGE = "extraArgs may not set flags the operator owns (use the typed fields)"
+# Where the refusal points users for what the owned flags set.
+ENGINE_TYPED_FIELDS = "spec.model and spec.engine"
+ROUTER_TYPED_FIELDS = "spec.router and spec.autoscaling"
 DEFAULT_ROUTER_IMAGE = "ghcr.io/arenastack/vllm-router:0.1.17"
 MAX_EXTRA_ARGS = 64
 MAX_ARG_LENGTH = 1024
@@ -190,10 +193,6 @@ class ModelSpec(ApiModel):
         default=None,
         description=f"Secret key holding a hub token (the key is usually {DEFAULT_HF_TOKEN_KEY}).",
     )
-
-
-ENGINE_TYPED_FIELDS = "spec.model and spec.engine"
-ROUTER_TYPED_FIELDS = "spec.router and spec.autoscaling"
 
 
 def extra_args_type(pattern: str, typed_fields: str) -> Any:
