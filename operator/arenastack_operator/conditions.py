@@ -1,14 +1,10 @@
-"""Standard status conditions (metav1.Condition shape) and observedGeneration bookkeeping."""
+"""Standard status conditions (metav1.Condition shape) and their timestamps."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-import kopf
-
-from arenastack_operator import constants
 
 
 def rfc3339(moment: datetime) -> str:
@@ -60,39 +56,3 @@ def _condition(
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition
-
-
-def mark_observed(
-    body: kopf.Body, patch: kopf.Patch, *, identity: str, reason: str, message: str
-) -> None:
-    """Record that this generation was seen: status.observedGeneration, a Progressing condition,
-    and which operator replica did it (an annotation under kopf's storage prefix, so writing it
-    does not count as a change of the object)."""
-    generation = body.metadata.get("generation")
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = upsert_condition(
-        body.status.get("conditions") or [],
-        type_=constants.CONDITION_PROGRESSING,
-        status="True",
-        reason=reason,
-        message=message,
-        generation=generation,
-        now=now_rfc3339(),
-    )
-    patch.metadata.annotations[constants.ANNOTATION_RECONCILED_BY] = identity
-
-
-# Until a kind's real reconciler lands, its handler only records that it saw each generation.
-SKELETON_REASON = "Observed"
-
-
-async def observe_only(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """The skeleton reconciler shared by all kinds; `memo.identity` is this replica's identity."""
-    generation = body.metadata.get("generation")
-    mark_observed(
-        body,
-        patch,
-        identity=memo.identity,
-        reason=SKELETON_REASON,
-        message=f"generation {generation} observed by {memo.identity}",
-    )

@@ -42,6 +42,9 @@ class OperatorConfig:
     timing: LeaseTiming
     shutdown_timeout: float
     raycluster_controller: bool = True  # off where KubeRay already reconciles RayClusters
+    # The image of ArenaEvaluation runs, and the arena service they post to by default.
+    evaluation_image: str = constants.DEFAULT_EVALUATION_IMAGE
+    arena_url: str | None = None
 
     @property
     def clusterwide(self) -> bool:
@@ -142,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="do not reconcile ray.io/v1 RayClusters (KubeRay already does)",
     )
+    p.add_argument(
+        "--evaluation-image",
+        help=f"image of ArenaEvaluation runs; default {constants.DEFAULT_EVALUATION_IMAGE}",
+    )
+    p.add_argument(
+        "--arena-url",
+        help="arena service that evaluations post verdicts to when their spec names none",
+    )
     return p
 
 
@@ -212,6 +223,10 @@ def parse(
     if health_port == metrics_port and health_port != 0:
         raise ConfigError(f"--health-port and --metrics-port are both {health_port}")
 
+    arena_url = pick("arena-url", None)
+    if arena_url is not None and not arena_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--arena-url: not an http(s) URL: {arena_url}")
+
     return OperatorConfig(
         namespaces=namespaces,
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
@@ -233,4 +248,6 @@ def parse(
                 _boolean,
             )
         ),
+        evaluation_image=pick("evaluation-image", constants.DEFAULT_EVALUATION_IMAGE) or "",
+        arena_url=arena_url.rstrip("/") if arena_url else None,
     )

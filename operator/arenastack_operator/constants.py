@@ -61,9 +61,10 @@ MANAGED_BY: Final = "arenastack-operator"
 # under a kopf storage prefix are excluded from kopf's change detection, so keys we add here (such
 # as the reconciler's identity) never trigger another update handler run.
 KOPF_ANNOTATION_PREFIX: Final = f"operator.{GROUP}"
-ANNOTATION_RECONCILED_BY: Final = f"{KOPF_ANNOTATION_PREFIX}/reconciled-by"
 DIFFBASE_KEY: Final = "last-handled-configuration"
 FINALIZER: Final = f"{GROUP}/finalizer"
+# On children the operator keeps up to date: the hash of the fields it last wrote.
+ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
 
 # -- Conditions ------------------------------------------------------------------------------------
 
@@ -90,6 +91,8 @@ DEFAULT_RETRY_PERIOD_S: Final = 2.0
 # kopf's own fixed 5 s wait for tasks that outlive its shutdown (API discovery requests caught
 # mid-retry by the stop wait for a re-login that never comes), so kopf always finishes itself.
 DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 10.0
+# The arena image carries the evaluation runner; its tag follows the chart's appVersion.
+DEFAULT_EVALUATION_IMAGE: Final = "ghcr.io/arenastack/arena:0.1.0"
 
 # Exit status when the lease is lost: non-zero so the Deployment restarts the pod.
 EXIT_LEADERSHIP_LOST: Final = 3

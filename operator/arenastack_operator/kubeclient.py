@@ -23,6 +23,7 @@ DEFAULT_CONNECTIONS: Final = 32
 DEFAULT_TIMEOUT_S: Final = 30.0
 CONFLICT: Final = 409
 NOT_FOUND: Final = 404
+FORBIDDEN: Final = 403  # e.g. a create in a namespace being deleted
 
 
 class ApiError(Exception):
@@ -126,9 +127,17 @@ class KubeClient:
     async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
 
-    async def delete(self, path: str, uid: str | None = None) -> bool:
-        """Delete (only the object with this uid, if given); False if it was already gone."""
-        body = {"preconditions": {"uid": uid}} if uid else None
+    async def delete(
+        self, path: str, uid: str | None = None, propagation: str | None = None
+    ) -> bool:
+        """Delete (only the object with this uid, if given); False if it was already gone.
+        `propagation` ("Background", "Foreground") matters for Jobs, whose pods the API
+        otherwise orphans."""
+        body: dict[str, Any] | None = None
+        if uid or propagation:
+            body = {"preconditions": {"uid": uid}} if uid else {}
+            if propagation:
+                body["propagationPolicy"] = propagation
         try:
             await self.request("DELETE", path, body=body)
         except ApiError as e:

@@ -41,7 +41,7 @@ def build_registry(cfg: OperatorConfig, metrics: OperatorMetrics) -> kopf.Operat
     if cfg.raycluster_controller:
         raycluster.register(registry, metrics)
     inferencedeployment.register(registry, metrics)
-    arenaevaluation.register(registry, metrics)
+    arenaevaluation.register(registry, metrics, cfg.evaluation_image, cfg.arena_url)
     return registry
 
 

@@ -1,6 +1,9 @@
-"""Instrumentation shared by every kind's handlers: reconcile counts, durations, objects by phase.
+"""Instrumentation shared by every kind: reconcile counts and durations, objects by phase.
 
-`register_reconciler` is the one way handlers get into kopf, so every kind is measured the same.
+Every kind's controller (controller.py) wraps its `reconcile` in `instrumented`, which counts
+each run under `result` success, retry (a `kopf.TemporaryError`, such as the controllers'
+`RetryLater`), error or cancelled, and times it. `register_phase_tracking` follows every watch
+event of a kind, deletions included, to keep `managed_objects{kind,phase}` current.
 """
 
 from __future__ import annotations
@@ -119,21 +122,3 @@ def register_phase_tracking(
             tracker.forget(object_key(body))
         else:
             tracker.observe(object_key(body), phase_of(body))
-
-
-def register_reconciler(
-    registry: kopf.OperatorRegistry,
-    ref: KindRef,
-    metrics: OperatorMetrics,
-    fn: Callable[..., Any],
-) -> None:
-    """Register `fn` for resume, create and update of the kind, instrumented, plus phase tracking.
-
-    Resume matters for leader election: a new leader re-reconciles every existing object.
-    """
-    handler = instrumented(ref.kind, metrics)(fn)
-    handler_id = f"reconcile-{ref.plural}"
-    kopf.on.resume(*ref.selector, registry=registry, id=handler_id)(handler)
-    kopf.on.create(*ref.selector, registry=registry, id=handler_id)(handler)
-    kopf.on.update(*ref.selector, registry=registry, id=handler_id)(handler)
-    register_phase_tracking(registry, ref, metrics)

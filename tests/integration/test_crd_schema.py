@@ -62,11 +62,9 @@ spec:
   - name: remote
     endpoint: {baseURL: "http://example.invalid/v1", model: m}
   prompts:
-    inline: ["Say hello."]
+    inline: [{text: "Say hello."}]
   judge:
     inferenceDeploymentRef: {name: qwen}
-  battles:
-    count: 10
 """
 
 
@@ -255,13 +253,17 @@ def test_inferencedeployment_minimal_is_accepted_with_defaults(cluster, crds, na
     assert "qwen" in cluster.kubectl("get", "-n", namespace, "idep").stdout
 
 
-def test_arenaevaluation_minimal_is_accepted_and_spec_is_immutable(cluster, crds, namespace):
+def test_arenaevaluation_minimal_is_accepted_with_defaults_and_may_change(cluster, crds, namespace):
     apply(cluster, namespace, MINIMAL_ARENAEVALUATION, check=True)
-    assert get(cluster, namespace, "arenaevaluation/eval")["spec"]["battles"]["concurrency"] == 4
+    spec = get(cluster, namespace, "arenaevaluation/eval")["spec"]
+    assert spec["concurrency"] == 8 and spec["suspend"] is False
+    assert spec["battles"] == {"mode": "allPairs", "seed": 0}
+    judge = spec["judge"]
+    assert (judge["scale"], judge["bothOrders"], judge["onDisagreement"]) == ("three", True, "tie")
     changed = load(MINIMAL_ARENAEVALUATION)
-    changed["spec"]["battles"]["count"] = 20
-    result = apply(cluster, namespace, changed)
-    assert result.returncode != 0 and "spec is immutable" in result.stderr
+    changed["spec"]["concurrency"] = 2  # a spec change is a new run, not a refusal
+    apply(cluster, namespace, changed, check=True)
+    assert get(cluster, namespace, "arenaevaluation/eval")["metadata"]["generation"] == 2
 
 
 def _edit(text: str, path: tuple, value: Any) -> dict[str, Any]:
@@ -317,9 +319,36 @@ INVALID_ARENASTACK = [
         id="aeval-judge-two-sources",
     ),
     pytest.param(
-        _edit(MINIMAL_ARENAEVALUATION, ("spec", "battles", "count"), 0),
-        "spec.battles.count",
-        id="aeval-zero-battles",
+        _edit(MINIMAL_ARENAEVALUATION, ("spec", "battles"), {"mode": "adaptive"}),
+        "battles.budget is required with mode adaptive",
+        id="aeval-adaptive-without-budget",
+    ),
+    pytest.param(
+        _edit(MINIMAL_ARENAEVALUATION, ("spec", "battles"), {"baseline": "nobody"}),
+        "spec.battles.baseline: Invalid value",
+        id="aeval-unknown-baseline",
+    ),
+    pytest.param(
+        _edit(MINIMAL_ARENAEVALUATION, ("spec", "schedule"), "0 * * * *"),
+        "schedule is not supported yet",
+        id="aeval-schedule-refused",
+    ),
+    pytest.param(
+        _edit(
+            MINIMAL_ARENAEVALUATION, ("spec", "prompts", "configMapRef"), {"name": "p", "key": "k"}
+        ),
+        "set exactly one of inline, configMapRef, file and fromArena",
+        id="aeval-two-prompt-sources",
+    ),
+    pytest.param(
+        _edit(MINIMAL_ARENAEVALUATION, ("spec", "prompts", "inline"), [{"category": "x"}]),
+        "spec.prompts.inline[0]: Invalid value",
+        id="aeval-prompt-without-text",
+    ),
+    pytest.param(
+        _edit(MINIMAL_ARENAEVALUATION, ("spec", "judge", "scale"), "ten"),
+        "spec.judge.scale: Unsupported value",
+        id="aeval-judge-scale",
     ),
 ]
 

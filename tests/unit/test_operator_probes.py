@@ -1,9 +1,6 @@
 """What /healthz and /readyz answer in each role, and the status conditions handlers write."""
 
-import kopf
-
-from arenastack_operator import constants
-from arenastack_operator.conditions import observe_only, upsert_condition
+from arenastack_operator.conditions import upsert_condition
 from arenastack_operator.health import Probe, Role
 
 
@@ -71,14 +68,3 @@ def test_condition_transition_time_moves_only_when_status_changes():
     )  # fmt: skip
     assert flipped[1]["lastTransitionTime"] == "t3"
     assert flipped[0] == first[0]
-
-
-async def test_skeleton_handler_records_generation_condition_and_identity():
-    body = kopf.Body({"metadata": {"name": "x", "generation": 3}, "status": {}})
-    patch = kopf.Patch()
-    await observe_only(body=body, patch=patch, memo=kopf.Memo(identity="op-9"))
-    assert patch["status"]["observedGeneration"] == 3
-    (condition,) = patch["status"]["conditions"]
-    assert condition["type"] == constants.CONDITION_PROGRESSING
-    assert condition["status"] == "True" and condition["observedGeneration"] == 3
-    assert patch["metadata"]["annotations"][constants.ANNOTATION_RECONCILED_BY] == "op-9"

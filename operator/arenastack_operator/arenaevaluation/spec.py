@@ -1,8 +1,9 @@
-"""Typed definition of ``arenastack.io/v1alpha1`` ArenaEvaluation (first draft).
+"""Typed definition of ``arenastack.io/v1alpha1`` ArenaEvaluation.
 
-An evaluation runs as a Job: battles between contestants (InferenceDeployments
-or external OpenAI-compatible endpoints) on a set of prompts, judged by an LLM,
-with the verdicts posted to the arena service and the ratings put in status.
+An evaluation is one question: "rank these contestants on these prompts with this judge". The
+operator answers it with a run: a Job (the arena image's evaluation runner) that asks every
+contestant, has the judge compare each pair of answers in both orders, and posts the verdicts
+to the arena service under the source ``judge:<judge model>``. A spec change starts a new run.
 """
 
 from __future__ import annotations
@@ -31,32 +32,56 @@ from arenastack_operator.schema.base import (
 
 MAX_CONTESTANTS = 32
 MAX_INLINE_PROMPTS = 1000
-MAX_PROMPT_LENGTH = 32768
+MAX_TEXT = 32768
+MAX_TURNS = 16
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
-Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
-Pairing = Literal["allPairs", "random"]
-
-
-class EndpointSpec(ApiModel):
-    """An external OpenAI-compatible endpoint."""
-
-    base_url: str = Field(
-        alias="baseURL",
-        description="Base URL, e.g. https://api.example.com/v1.",
-        max_length=2048,
-        pattern=r"^https?://",
-    )
-    model: str = Field(description="Model name to request.", max_length=256)
-    api_key_secret_ref: SecretKeyReference | None = Field(
-        default=None, description="Secret key holding the API key."
-    )
-
+PHASE_PENDING = "Pending"
+PHASE_WAITING = "WaitingForContestants"
+PHASE_RUNNING = "Running"
+PHASE_SUSPENDED = "Suspended"
+PHASE_SUCCEEDED = "Succeeded"
+PHASE_FAILED = "Failed"
+Phase = Literal["Pending", "WaitingForContestants", "Running", "Suspended", "Succeeded", "Failed"]
+Scale = Literal["three", "five"]
+Disagreement = Literal["tie", "bothGames"]
+BattleMode = Literal["allPairs", "adaptive"]
 
 ONE_SOURCE_RULE = cel(
     "has(self.inferenceDeploymentRef) != has(self.endpoint)",
     "set exactly one of inferenceDeploymentRef and endpoint",
 )
+
+
+class EndpointSpec(ApiModel):
+    """An OpenAI-compatible endpoint outside the cluster's InferenceDeployments."""
+
+    base_url: str = Field(
+        alias="baseURL",
+        description="Base URL of the OpenAI-compatible API, e.g. https://api.example.com/v1.",
+        max_length=2048,
+        pattern=r"^https?://",
+    )
+    model: str = Field(description="Model name sent in each request.", min_length=1, max_length=256)
+    api_key_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        alias="apiKeySecretRef",
+        description="Secret key holding the API key (sent as a Bearer token; never logged).",
+    )
+
+
+class Sampling(ApiModel):
+    """How a contestant is asked."""
+
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature (default: the endpoint's)."
+    )
+    max_tokens: PositiveInt32 | None = Field(
+        default=None, le=32768, description="Most tokens per answer (default 512)."
+    )
+    system_prompt: str | None = Field(
+        default=None, max_length=MAX_TEXT, description="System message before every prompt."
+    )
 
 
 class Contestant(ApiModel):
@@ -71,94 +96,212 @@ class Contestant(ApiModel):
         pattern=NAME_PATTERN,
     )
     inference_deployment_ref: LocalObjectReference | None = Field(
-        default=None, description="An InferenceDeployment in this namespace."
-    )
-    endpoint: EndpointSpec | None = Field(default=None, description="An external endpoint.")
-
-
-class JudgeSpec(ApiModel):
-    """The LLM that judges each battle."""
-
-    model_config = {"json_schema_extra": rules(ONE_SOURCE_RULE)}
-
-    inference_deployment_ref: LocalObjectReference | None = Field(
-        default=None, description="An InferenceDeployment in this namespace."
-    )
-    endpoint: EndpointSpec | None = Field(default=None, description="An external endpoint.")
-    rubric: str | None = Field(
         default=None,
-        description="Instructions to the judge (default: the arena's pairwise rubric).",
-        max_length=MAX_PROMPT_LENGTH,
+        description="An InferenceDeployment in this namespace: its router and served model.",
     )
-    swap_positions: bool = Field(
-        default=True,
-        description="Judge each battle twice with the answers swapped; disagreement is a tie.",
+    endpoint: EndpointSpec | None = Field(default=None, description="An external endpoint.")
+    sampling: Sampling | None = Field(default=None, description="Sampling settings.")
+    price_per_million_tokens: float | None = Field(
+        default=None, ge=0, description="Price per million output tokens, shown on the board."
     )
+    family: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Model family, e.g. smollm2: a judge of the same family is flagged for "
+        "self-enhancement bias.",
+    )
+
+
+class InlinePrompt(ApiModel):
+    """One prompt: a text, or several user turns of one conversation."""
+
+    model_config = {
+        "json_schema_extra": rules(
+            cel("has(self.text) != has(self.turns)", "set exactly one of text and turns")
+        )
+    }
+
+    id: str | None = Field(
+        default=None, max_length=128, description="Identity of the prompt (default: its index)."
+    )
+    text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    turns: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]],
+            Field(min_length=1, max_length=MAX_TURNS),
+        ]
+        | None
+    ) = Field(default=None, description="User turns of a multi-turn prompt.")
+    category: str | None = Field(default=None, max_length=63, description="Category of the prompt.")
+    reference: (
+        Annotated[list[Annotated[str, Field(max_length=MAX_TEXT)]], Field(max_length=MAX_TURNS)]
+        | None
+    ) = Field(default=None, description="Reference answers, one per turn, shown to the judge.")
 
 
 class ConfigMapKey(ApiModel):
     """A key of a ConfigMap in the same namespace."""
 
-    name: str = Field(description="Name of the ConfigMap.", max_length=253)
-    key: str = Field(description="Key holding one prompt per line (JSON Lines).", max_length=253)
+    name: str = Field(description="Name of the ConfigMap.", min_length=1, max_length=253)
+    key: str = Field(description="Key inside the ConfigMap.", min_length=1, max_length=253)
+
+
+class VolumeFile(ApiModel):
+    """A file on a PersistentVolumeClaim, mounted read-only into the runner."""
+
+    claim_name: str = Field(description="The PersistentVolumeClaim.", min_length=1, max_length=253)
+    path: str = Field(
+        description="Path of the file inside the volume.",
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^/](.*[^/])?$",
+    )
+
+
+class FromArena(ApiModel):
+    """Battles people already voted on in the arena service, re-judged by the judge."""
+
+    category: str | None = Field(default=None, max_length=63, description="Only this category.")
+    limit: PositiveInt32 = Field(default=100, le=10000, description="Newest battles first.")
 
 
 class PromptsSpec(ApiModel):
-    """Where the prompts come from."""
+    """Where the prompts come from. JSON lines are this API's prompt objects or MT-Bench
+    questions as they are (question_id, category, turns, reference)."""
 
     model_config = {
         "json_schema_extra": rules(
             cel(
-                "has(self.inline) != has(self.configMapRef)",
-                "set exactly one of prompts.inline and prompts.configMapRef",
+                "[has(self.inline), has(self.configMapRef), has(self.file), "
+                "has(self.fromArena)].filter(x, x).size() == 1",
+                "set exactly one of inline, configMapRef, file and fromArena",
             )
         )
     }
 
     inline: (
-        Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_LENGTH)]],
-            Field(min_length=1, max_length=MAX_INLINE_PROMPTS),
-        ]
-        | None
+        Annotated[list[InlinePrompt], Field(min_length=1, max_length=MAX_INLINE_PROMPTS)] | None
     ) = Field(default=None, description="The prompts themselves.")
     config_map_ref: ConfigMapKey | None = Field(
-        default=None, description="A ConfigMap key with one JSON prompt per line."
+        default=None, description="A ConfigMap key holding JSON lines."
     )
-    sample: PositiveInt32 | None = Field(
-        default=None, description="Use this many prompts, sampled with the seed (default: all)."
+    file: VolumeFile | None = Field(default=None, description="A JSON-lines file on a volume.")
+    from_arena: FromArena | None = Field(
+        default=None, description="Re-judge human-voted arena battles (judge-human agreement)."
+    )
+
+
+class JudgeTemplate(ApiModel):
+    """A user template with the named placeholders {question}, {answer_a}, {answer_b} and,
+    optionally, {reference}."""
+
+    config_map_ref: ConfigMapKey = Field(description="The ConfigMap key holding the template.")
+
+
+class JudgeSpec(ApiModel):
+    """The LLM that compares two answers."""
+
+    model_config = {"json_schema_extra": rules(ONE_SOURCE_RULE)}
+
+    inference_deployment_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="An InferenceDeployment in this namespace (asked with structured output, "
+        "so every verdict parses).",
+    )
+    endpoint: EndpointSpec | None = Field(default=None, description="An external endpoint.")
+    structured_output: bool | None = Field(
+        default=None,
+        description="Constrain the verdict with a JSON schema (default: true for "
+        "InferenceDeployments, false for endpoints).",
+    )
+    template: JudgeTemplate | None = Field(
+        default=None, description="Pairwise template (default: the built-in one)."
+    )
+    scale: Scale = Field(
+        default="three", description="three: A, B or tie. five: A>>B, A>B, A=B, B>A, B>>A."
+    )
+    strong_win_weight: PositiveInt32 = Field(
+        default=3, le=10, description="Games a strong win (A>>B) counts for on the five scale."
+    )
+    both_orders: bool = Field(
+        default=True, description="Judge every battle twice, with the answers swapped."
+    )
+    on_disagreement: Disagreement = Field(
+        default="tie",
+        description="When the two orders disagree: tie (MT-Bench) or bothGames (each order "
+        "counts as its own game, Arena-Hard).",
+    )
+    reference_guided: bool = Field(
+        default=True, description="Show the judge the prompt's reference answer where it has one."
+    )
+    temperature: float = Field(default=0.0, ge=0, le=2, description="Judge temperature.")
+    max_tokens: PositiveInt32 = Field(default=1024, le=32768, description="Most judge tokens.")
+    retries: NonNegativeInt32 = Field(
+        default=2, le=10, description="Retries of a failed or unparseable judgment."
+    )
+    timeout_seconds: PositiveInt32 = Field(
+        default=300, le=3600, description="Timeout of one judge request."
+    )
+    family: str | None = Field(
+        default=None, max_length=63, description="Model family of the judge (self-enhancement)."
     )
 
 
 class BattlesSpec(ApiModel):
-    """How battles are drawn and run."""
+    """Which battles run."""
 
-    count: PositiveInt32 = Field(description="Battles to run.")
-    pairing: Pairing = Field(
+    model_config = {
+        "json_schema_extra": rules(
+            cel(
+                "self.mode != 'adaptive' || has(self.budget)",
+                "battles.budget is required with mode adaptive",
+            )
+        )
+    }
+
+    mode: BattleMode = Field(
         default="allPairs",
-        description="allPairs cycles through every pair evenly; random draws pairs at random.",
+        description="allPairs: every pair on every prompt. adaptive: a budget of battles, the "
+        "pairs whose ratings are least certain first.",
     )
-    concurrency: PositiveInt32 = Field(default=4, le=256, description="Battles in flight.")
-    seed: Int64 | None = Field(default=None, description="Seed of every random choice.")
-    max_tokens: PositiveInt32 = Field(default=512, description="Most tokens per answer.")
-    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature.")
+    budget: PositiveInt32 | None = Field(
+        default=None, le=1_000_000, description="Battles to run (adaptive; caps allPairs)."
+    )
+    seed: Int64 = Field(default=0, description="Seed of every random choice (sides, sampling).")
+    baseline: str | None = Field(
+        default=None, max_length=63, description="Contestant that win rates are measured against."
+    )
+
+
+class ArenaTarget(ApiModel):
+    """The arena service that stores the verdicts."""
+
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="Base URL (default: the chart's arena service).",
+    )
+    token_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        description="Secret key with the arena's judge token (default: the chart's).",
+    )
 
 
 class JobSpec(ApiModel):
     """The Job that runs the evaluation."""
 
     image: str | None = Field(
-        default=None, description="Runner image (default: the operator's arena image)."
+        default=None, max_length=1024, description="Runner image (default: the arena image)."
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="Resources of the runner."
     )
-    backoff_limit: NonNegativeInt32 = Field(default=2, description="Retries of the runner.")
-    active_deadline_seconds: PositiveInt32 | None = Field(
-        default=None, description="Give up after this many seconds."
+    backoff_limit: NonNegativeInt32 = Field(
+        default=2, le=100, description="Runner restarts before the run fails (it resumes)."
     )
-    ttl_seconds_after_finished: NonNegativeInt32 | None = Field(
-        default=None, description="Delete the finished Job after this many seconds."
+    active_deadline_seconds: PositiveInt32 | None = Field(
+        default=None, description="Fail the run after this many seconds."
     )
 
 
@@ -168,56 +311,126 @@ class ArenaEvaluationSpec(ApiModel):
     model_config = {
         "json_schema_extra": rules(
             cel(
-                "self == oldSelf",
-                "an ArenaEvaluation's spec is immutable; create a new evaluation instead",
-            )
+                "!has(self.battles) || !has(self.battles.baseline) || "
+                "self.contestants.exists(c, c.name == self.battles.baseline)",
+                "battles.baseline must name one of the contestants",
+                field_path=".battles.baseline",
+            ),
+            cel(
+                "!has(self.schedule)",
+                "schedule is not supported yet: re-apply the evaluation (or change its spec) "
+                "to run it again",
+                field_path=".schedule",
+            ),
         )
     }
 
     contestants: Annotated[
         list[Contestant],
         Field(min_length=2, max_length=MAX_CONTESTANTS, json_schema_extra=list_map("name")),
-    ] = Field(description="Models that battle (at least two, unique names).")
+    ] = Field(description="Models that battle (2 to 32, unique names).")
     prompts: PromptsSpec = Field(description="Prompts of the battles.")
     judge: JudgeSpec = Field(description="The LLM judge.")
-    battles: BattlesSpec = Field(description="How many battles and how they run.")
-    arena_url: str | None = Field(
-        default=None,
-        alias="arenaURL",
-        description="Arena service that receives the verdicts (default: the chart's arena "
-        "service).",
-        max_length=2048,
-        pattern=r"^https?://",
+    battles: BattlesSpec = Field(default_factory=BattlesSpec, description="Which battles run.")
+    arena: ArenaTarget | None = Field(default=None, description="Where verdicts go.")
+    concurrency: PositiveInt32 = Field(
+        default=8, le=256, description="Requests in flight (answers and judgments together)."
+    )
+    suspend: bool = Field(
+        default=False, description="Stop the run's Job; set back to false to resume."
+    )
+    schedule: str | None = Field(
+        default=None, max_length=128, description="Cron schedule of re-runs (not supported yet)."
     )
     job: JobSpec | None = Field(default=None, description="The runner Job.")
 
 
-class ContestantResult(ApiModel):
-    """A contestant's rating from this evaluation's battles."""
+class Progress(ApiModel):
+    """Counts of the current run, written by the runner."""
+
+    planned: NonNegativeInt32 = Field(default=0, description="Battles planned.")
+    answered: NonNegativeInt32 = Field(default=0, description="Battles with both answers.")
+    judged: NonNegativeInt32 = Field(default=0, description="Battles judged and stored.")
+    errors: NonNegativeInt32 = Field(default=0, description="Battles that failed.")
+    parse_errors: NonNegativeInt32 = Field(
+        default=0, description="Judgments whose verdict could not be parsed."
+    )
+
+
+class Standing(ApiModel):
+    """A contestant's place on this evaluation's judge board."""
 
     name: str = Field(description="The contestant.")
     rating: float = Field(description="Bradley-Terry rating (Elo scale).")
     ci_lower: float | None = Field(default=None, description="Lower end of the 95% interval.")
     ci_upper: float | None = Field(default=None, description="Upper end of the 95% interval.")
-    wins: NonNegativeInt32 = Field(default=0, description="Battles won.")
-    losses: NonNegativeInt32 = Field(default=0, description="Battles lost.")
-    ties: NonNegativeInt32 = Field(default=0, description="Battles tied.")
+    rank: PositiveInt32 | None = Field(default=None, description="Rank (ties share one).")
+    battles: NonNegativeInt32 = Field(default=0, description="Battles fought.")
+    win_rate_vs_baseline: float | None = Field(
+        default=None, description="Share of battles won against the baseline (ties half)."
+    )
+    preliminary: bool | None = Field(
+        default=None, description="Too few battles to rank: shown apart."
+    )
+
+
+class HumanAgreement(ApiModel):
+    """Agreement of the judge with human votes on the same battles."""
+
+    battles: NonNegativeInt32 = Field(description="Battles both judged and voted.")
+    with_ties: float | None = Field(default=None, description="Share of identical outcomes.")
+    without_ties: float | None = Field(
+        default=None, description="Same, over battles where both picked a winner."
+    )
+
+
+class JudgeReport(ApiModel):
+    """How far the judge can be trusted."""
+
+    model: str | None = Field(default=None, description="The judge's model.")
+    source: str | None = Field(default=None, description="Its source label in the arena.")
+    position_consistency: float | None = Field(
+        default=None, description="Share of battles whose two orders agree."
+    )
+    human_agreement: HumanAgreement | None = None
+    self_enhancement: list[str] | None = Field(
+        default=None, description="Contestants that are the judge or of its family."
+    )
+
+
+class Results(ApiModel):
+    """Where the full results are."""
+
+    arena: str | None = Field(default=None, description="The arena service.")
+    export: str | None = Field(
+        default=None,
+        description="Battles as JSON lines: both answers, both judgments, the judge's reasons.",
+    )
 
 
 class ArenaEvaluationStatus(ApiModel):
     """Observed state of the evaluation."""
 
-    phase: Phase | None = Field(default=None, description="Pending, Running, Succeeded, Failed.")
-    job_name: str | None = Field(default=None, description="The runner Job.")
-    battles_total: NonNegativeInt32 | None = Field(default=None, description="Battles planned.")
-    battles_completed: NonNegativeInt32 | None = Field(
-        default=None, description="Battles judged and posted."
+    phase: Phase | None = Field(default=None, description="Where the current run is.")
+    reason: str | None = Field(default=None, description="Why, in one CamelCase word.")
+    message: str | None = Field(default=None, description="Why, for people.")
+    run: NonNegativeInt32 | None = Field(
+        default=None, description="The generation the current run evaluates."
     )
-    start_time: Timestamp | None = Field(default=None, description="When the runner started.")
+    job_name: str | None = Field(default=None, description="The current run's Job.")
+    waiting_for: list[str] | None = Field(
+        default=None, description="Contestants and judge that are not Ready yet."
+    )
+    judge_name: str | None = Field(default=None, description="The judge, for the printer.")
+    leader: str | None = Field(default=None, description="Rank 1 of the judge board.")
+    progress: Progress | None = None
+    start_time: Timestamp | None = Field(default=None, description="When the run started.")
     completion_time: Timestamp | None = Field(default=None, description="When it finished.")
-    results: Annotated[list[ContestantResult], Field(json_schema_extra=list_map("name"))] | None = (
-        Field(default=None, description="Ratings, best first.")
+    ranking: Annotated[list[Standing], Field(json_schema_extra=list_map("name"))] | None = Field(
+        default=None, description="The judge board of this run, best first."
     )
+    judge: JudgeReport | None = None
+    results: Results | None = None
     conditions: Conditions | None = None
     observed_generation: Int64 | None = Field(
         default=None, description="The .metadata.generation this status describes."
@@ -228,12 +441,14 @@ CRD = CrdInfo(
     ref=constants.ARENAEVALUATION,
     spec=ArenaEvaluationSpec,
     status=ArenaEvaluationStatus,
-    description="A batch of judged battles between models, posted to the arena; ratings in status.",
+    description="Pairwise LLM-judged battles between models on prompts; verdicts go to the "
+    "arena service, the judge board and the judge's consistency to status.",
     short_names=("arenaeval", "aeval"),
     printer_columns=(
         PrinterColumn("phase", "string", ".status.phase"),
-        PrinterColumn("completed", "integer", ".status.battlesCompleted"),
-        PrinterColumn("total", "integer", ".status.battlesTotal"),
+        PrinterColumn("judge", "string", ".status.judgeName"),
+        PrinterColumn("battles", "integer", ".status.progress.judged"),
+        PrinterColumn("leader", "string", ".status.leader"),
         PrinterColumn("age", "date", ".metadata.creationTimestamp"),
     ),
 )

@@ -5,11 +5,10 @@ Pure functions of the typed spec; no I/O.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 from arenastack_operator.inferencedeployment import names
@@ -236,8 +235,3 @@ def placement(spec: InferenceDeploymentSpec) -> dict[str, Any]:
     if spec.affinity:
         result["affinity"] = dict(spec.affinity)
     return result
-
-
-def spec_hash(parts: Mapping[str, Any]) -> str:
-    data = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(data).hexdigest()[:16]

@@ -23,8 +23,9 @@ import kopf
 import pydantic
 from kubernetes.client import Configuration
 
-from arenastack_operator import constants, events, reconcile
+from arenastack_operator import constants, controller, reconcile
 from arenastack_operator.conditions import now_rfc3339
+from arenastack_operator.controller import Key, RetryLater, describe_invalid, replace_patch
 from arenastack_operator.inferencedeployment import (
     engine,
     enginemetrics,
@@ -40,47 +41,22 @@ from arenastack_operator.inferencedeployment.routermetrics import NO_DEMAND
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 from arenastack_operator.inferencedeployment.workloads import Owner
 from arenastack_operator.kubeclient import (
-    CONFLICT,
-    NOT_FOUND,
+    FORBIDDEN,
     ApiError,
     KubeClient,
     core_path,
     group_path,
-    object_path,
 )
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
-from arenastack_operator.workqueue import WorkQueue, serve
 
 KIND = constants.INFERENCEDEPLOYMENT
 logger = logging.getLogger("arenastack_operator.inferencedeployment")
 
-WORKERS: Final = 4
-COALESCE_S: Final = 0.2
 # How often the autoscaler reads the replicas' metrics (seconds; the environment variable lets
 # tests and small clusters decide faster).
 AUTOSCALE_INTERVAL_ENV: Final = f"{constants.ENV_PREFIX}AUTOSCALE_INTERVAL"
 DEFAULT_AUTOSCALE_INTERVAL_S: Final = 15.0
-ANNOTATION_HASH: Final = f"{constants.GROUP}/applied-hash"
-FORBIDDEN: Final = 403
-
-Key = tuple[str, str]
-
-
-class RetryLater(kopf.TemporaryError):
-    pass
-
-
-def _path(namespace: str, name: str, status: bool = False) -> str:
-    path = group_path(KIND.group, KIND.version, namespace, KIND.plural, name)
-    return f"{path}/status" if status else path
-
-
-def _describe(error: pydantic.ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"spec.{where}: {message}" if where else f"spec: {message}"
 
 
 def desired_replicas(spec: InferenceDeploymentSpec, previous: Mapping[str, Any]) -> int:
@@ -95,46 +71,28 @@ def desired_replicas(spec: InferenceDeploymentSpec, previous: Mapping[str, Any])
     return min(max(current, floor), scaling.max_replicas)
 
 
-class Controller:
+class Controller(controller.Controller):
+    kind = KIND
+    workers = 4
+    logger = logger
+
     def __init__(self, api: KubeClient, metrics: OperatorMetrics, identity: str) -> None:
-        self.api = api
-        self.identity = identity
-        self.queue: WorkQueue[Key] = WorkQueue(delay_s=COALESCE_S)
+        super().__init__(api, metrics, identity)
         self.autoscalers: dict[Key, Autoscaler] = {}
         self.interval = float(
             os.environ.get(AUTOSCALE_INTERVAL_ENV) or DEFAULT_AUTOSCALE_INTERVAL_S
         )
-        self._tasks: list[asyncio.Task[None]] = []
-        self._reconcile = reconcile.instrumented(KIND.kind, metrics)(self.reconcile)
 
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
-        self._tasks.append(asyncio.create_task(self._autoscale_loop()))
+    def background(self) -> list[Any]:
+        return [self._autoscale_loop()]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.api.close()
-
-    async def _work(self) -> None:
-        await serve(self.queue, self._reconcile, RetryLater, logger)
-
-    def forget(self, key: Key, uid: str | None) -> None:
-        """The deployment is gone: drop its pending retries and its autoscaler."""
-        self.queue.discard(key)
+    def forget_object(self, key: Key, uid: str | None) -> None:
         self.autoscalers.pop(key, None)
 
     # -- reconcile -------------------------------------------------------------------------------
 
-    async def reconcile(self, namespace: str, name: str) -> None:
-        try:
-            await self._reconcile_once(namespace, name)
-        except ApiError as e:
-            raise RetryLater(str(e)) from e
-
-    async def _reconcile_once(self, namespace: str, name: str) -> None:
-        body = await self.api.get(_path(namespace, name))
+    async def reconcile_once(self, namespace: str, name: str) -> None:
+        body = await self.api.get(self.path(namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.autoscalers.pop((namespace, name), None)
             return  # owner references garbage-collect the children
@@ -145,7 +103,7 @@ class Controller:
         except pydantic.ValidationError as e:
             await self._write_status(body, [], None, None, None, None, 0,
                                      status_mod.Problem(status_mod.REASON_INVALID_SPEC,
-                                                        _describe(e)))  # fmt: skip
+                                                        describe_invalid(e)))  # fmt: skip
             return
         self._track_autoscaling((namespace, name), spec)
 
@@ -153,25 +111,25 @@ class Controller:
         replicas = desired_replicas(spec, previous)
         claim = workloads.cache_claim(spec, owner)
         if claim is not None:
-            await self._ensure(body, claim)
-        await self._ensure(body, workloads.engine_service(owner))
+            await self.ensure(body, claim)
+        await self.ensure(body, workloads.engine_service(owner))
         ray_cluster = None
         if plan.layout == "ray":
             await self._ensure_ray_clusters(body, spec, owner, plan, replicas)
             ray_cluster = names.ray_cluster_name(name, 0) if replicas else None
         else:
-            await self._ensure(body, workloads.engine_deployment(spec, owner, plan, replicas))
+            await self.ensure(body, workloads.engine_deployment(spec, owner, plan, replicas))
             if spec.ray_cluster_ref is not None:
                 ray_cluster = spec.ray_cluster_ref.name
         router_ready = None
         if spec.router.enabled:
             for obj in workloads.router_rbac(owner):
-                await self._ensure(body, obj)
+                await self.ensure(body, obj)
             urls = None
             if spec.router.discovery == "static":
                 urls = await self._engine_urls(namespace, name)
-            router = await self._ensure(body, workloads.router_deployment(spec, owner, urls))
-            await self._ensure(body, workloads.router_service(owner))
+            router = await self.ensure(body, workloads.router_deployment(spec, owner, urls))
+            await self.ensure(body, workloads.router_service(owner))
             router_ready = int((router.get("status") or {}).get("readyReplicas") or 0) > 0
 
         pods = await self._engine_pods(namespace, name)
@@ -207,9 +165,9 @@ class Controller:
                     loaded = ", ".join(a.name for a in changes.load) or "none"
                     unloaded = ", ".join(changes.unload) or "none"
                     message = f"{pod['metadata']['name']}: loaded {loaded}; unloaded {unloaded}"
-                    await self._event(body, "Normal", "LoraAdaptersSynced", message)
+                    await self.event(body, "Normal", "LoraAdaptersSynced", message)
         if failures:
-            await self._event(body, "Warning", "LoraLoadFailed", "; ".join(failures))
+            await self.event(body, "Warning", "LoraLoadFailed", "; ".join(failures))
             raise RetryLater("LoRA adapters not in sync: " + "; ".join(failures))
 
     async def _node_capacity(self, spec: InferenceDeploymentSpec) -> int | None:
@@ -246,7 +204,7 @@ class Controller:
         replicas: int,
     ) -> None:
         for replica in range(replicas):
-            await self._ensure(body, workloads.ray_cluster(spec, owner, plan, replica))
+            await self.ensure(body, workloads.ray_cluster(spec, owner, plan, replica))
         path = group_path(constants.RAY_GROUP, constants.RAY_VERSION, owner.namespace,
                           constants.RAYCLUSTER.plural)  # fmt: skip
         existing = await self.api.list(path, f"{names.LABEL_DEPLOYMENT}={owner.name}")
@@ -254,33 +212,6 @@ class Controller:
         for cluster in existing:
             if cluster["metadata"]["name"] not in wanted:
                 await self.api.delete(f"{path}/{cluster['metadata']['name']}")
-
-    async def _ensure(self, body: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-        """Create `desired`, or bring the fields we set up to date when they changed."""
-        applied = engine.spec_hash(desired)
-        desired.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_HASH] = applied
-        name = desired["metadata"]["name"]
-        current = await self.api.get(object_path(desired, name))
-        if current is None:
-            try:
-                created = await self.api.create(object_path(desired), desired)
-            except ApiError as e:
-                if e.status == CONFLICT:
-                    raise RetryLater(f"{desired['kind']} {name} appeared meanwhile") from e
-                raise
-            await self._event(body, "Normal", f"Created{desired['kind']}", f"created {name}")
-            return created
-        annotations = current["metadata"].get("annotations") or {}
-        if annotations.get(ANNOTATION_HASH) == applied:
-            return current
-        patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
-        patch["metadata"] = {
-            "labels": desired["metadata"].get("labels"),
-            "annotations": desired["metadata"]["annotations"],
-        }
-        updated = await self.api.merge_patch(object_path(desired, name), patch)
-        await self._event(body, "Normal", f"Updated{desired['kind']}", f"updated {name}")
-        return updated
 
     async def _write_status(
         self,
@@ -311,33 +242,20 @@ class Controller:
             return
         # Conditional on what was read: the autoscaler writes status.replicas concurrently, and
         # a decision it made meanwhile must fail this write (409, retried), not be overwritten.
-        await self._patch_status(
-            meta["namespace"], meta["name"], _replace(previous, new), meta.get("resourceVersion")
+        await self.patch_status(
+            meta["namespace"],
+            meta["name"],
+            replace_patch(previous, new),
+            meta.get("resourceVersion"),
         )
         before = status_mod.condition(previous, constants.CONDITION_DEGRADED) or {}
         after = status_mod.condition(new, constants.CONDITION_DEGRADED) or {}
         if after.get("status") == "True" and after.get("reason") != before.get("reason"):
-            await self._event(body, "Warning", after["reason"], after.get("message", ""))
+            await self.event(body, "Warning", after["reason"], after.get("message", ""))
         ready = status_mod.condition(new, constants.CONDITION_READY) or {}
         was = status_mod.condition(previous, constants.CONDITION_READY) or {}
         if ready.get("status") != was.get("status"):
-            await self._event(body, "Normal", ready["reason"], ready.get("message", ""))
-
-    async def _patch_status(
-        self,
-        namespace: str,
-        name: str,
-        patch: Mapping[str, Any],
-        resource_version: str | None = None,
-    ) -> None:
-        body: dict[str, Any] = {"status": patch}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            await self.api.merge_patch(_path(namespace, name, status=True), body)
-        except ApiError as e:
-            if e.status != NOT_FOUND:
-                raise
+            await self.event(body, "Normal", ready["reason"], ready.get("message", ""))
 
     # -- autoscaling -------------------------------------------------------------------------
 
@@ -362,7 +280,7 @@ class Controller:
 
     async def autoscale(self, namespace: str, name: str) -> None:
         scaler = self.autoscalers.get((namespace, name))
-        body = await self.api.get(_path(namespace, name))
+        body = await self.api.get(self.path(namespace, name))
         if scaler is None or body is None:
             return
         previous = body.get("status") or {}
@@ -400,14 +318,9 @@ class Controller:
                 "reason": decision.reason,
             }
             logger.info("Scaling %s/%s: %s", namespace, name, decision.reason)
-            await self._event(body, "Normal", "Scaled", decision.reason)
+            await self.event(body, "Normal", "Scaled", decision.reason)
         if patch:
-            await self._patch_status(namespace, name, patch)
-
-    # -- events ----------------------------------------------------------------------------------
-
-    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        await events.record(self.api, KIND, body["metadata"], type_, reason, message, self.identity)
+            await self.patch_status(namespace, name, patch)
 
 
 def _metrics_urls(pods: list[dict[str, Any]], port: int, path: str) -> dict[str, str]:
@@ -417,13 +330,6 @@ def _metrics_urls(pods: list[dict[str, Any]], port: int, path: str) -> dict[str,
         for p in pods
         if (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")
     }
-
-
-def _replace(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch turning `previous` into `new` (fields no longer present become null)."""
-    patch: dict[str, Any] = {k: None for k in previous if k not in new}
-    patch.update(new)
-    return patch
 
 
 # -- registration -------------------------------------------------------------------------------

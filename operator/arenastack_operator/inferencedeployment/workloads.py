@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from arenastack_operator import constants
+from arenastack_operator.hashing import spec_hash
 from arenastack_operator.inferencedeployment import engine, names
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 from arenastack_operator.inferencedeployment.topology import Topology
@@ -89,7 +90,7 @@ def engine_pod_template(
         "terminationGracePeriodSeconds": engine.TERMINATION_GRACE_S,
         **engine.placement(spec),
     }
-    template_hash = engine.spec_hash({"spec": pod_spec})
+    template_hash = spec_hash({"spec": pod_spec})
     return {
         "metadata": {
             "labels": names.labels(owner.name, names.COMPONENT_ENGINE),
@@ -192,7 +193,7 @@ def ray_cluster(
     }
     if not worker["env"]:
         del worker["env"]
-    template_hash = engine.spec_hash({"head": head, "worker": worker, "common": common})
+    template_hash = spec_hash({"head": head, "worker": worker, "common": common})
     head_labels = names.labels(owner.name, names.COMPONENT_ENGINE)
     metadata = _metadata(owner, name, names.COMPONENT_ENGINE)
     metadata["annotations"] = {

@@ -18,21 +18,21 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-import aiohttp
 import kopf
 import pydantic
 from kubernetes.client import Configuration
 from prometheus_client import Counter
 
-from arenastack_operator import constants, events, reconcile
+from arenastack_operator import constants, controller, reconcile
 from arenastack_operator.conditions import now_rfc3339
+from arenastack_operator.controller import Key, RetryLater, describe_invalid, key_of
 from arenastack_operator.kubeclient import (
     CONFLICT,
+    FORBIDDEN,
     NOT_FOUND,
     ApiError,
     KubeClient,
     core_path,
-    group_path,
     object_path,
 )
 from arenastack_operator.metrics import NAMESPACE as METRICS_NAMESPACE
@@ -49,81 +49,30 @@ from arenastack_operator.raycluster.status import (
     changed,
     merge_patch,
 )
-from arenastack_operator.workqueue import WorkQueue, serve
 
 KIND = constants.RAYCLUSTER
 logger = logging.getLogger("arenastack_operator.raycluster")
 
-WORKERS: Final = 16
-# Watch events arriving within this window reconcile a cluster once.
-COALESCE_S: Final = 0.2
 EVENT_MESSAGE_PODS: Final = 10  # pod names listed in one event's message
 # How often a deleted cluster's Redis cleanup is looked at (its Job is not watched).
 CLEANUP_POLL_S: Final = 2.0
-FORBIDDEN: Final = 403  # e.g. a Job created in a namespace being deleted
-
-Key = tuple[str, str]  # (namespace, name)
 
 
-class RetryLater(kopf.TemporaryError):
-    """The reconcile hit something that may pass (409, 5xx, a pod that could not be created)."""
+class Controller(controller.Controller):
+    kind = KIND
+    workers = 16
+    logger = logger
 
-
-def _retry_level(err: Exception) -> int:
-    """A write conflict is routine (another writer got there first); anything else warns."""
-    cause = err.__cause__
-    return (
-        logging.INFO
-        if isinstance(cause, ApiError) and cause.status == CONFLICT
-        else logging.WARNING
-    )
-
-
-def _cluster_path(namespace: str, name: str, status: bool = False) -> str:
-    path = group_path(KIND.group, KIND.version, namespace, KIND.plural, name)
-    return f"{path}/status" if status else path
-
-
-class Controller:
     def __init__(self, api: KubeClient, metrics: OperatorMetrics, identity: str) -> None:
-        self.api = api
-        self.identity = identity
-        self.queue: WorkQueue[Key] = WorkQueue(delay_s=COALESCE_S)
+        super().__init__(api, metrics, identity)
         # Clusters (by uid) whose autoscaler RBAC exists: checked once per operator run.
         self._rbac_ready: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._reconcile = reconcile.instrumented(KIND.kind, metrics)(self.reconcile)
 
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.api.close()
-
-    async def _work(self) -> None:
-        await serve(self.queue, self._reconcile, RetryLater, logger, _retry_level)
-
-    # -- one reconcile -------------------------------------------------------------------------
-
-    async def reconcile(self, namespace: str, name: str) -> None:
-        try:
-            await self._reconcile_once(namespace, name)
-        except (ApiError, aiohttp.ClientError, TimeoutError) as e:
-            # Refusals (403 in a terminating namespace, a quota) can pass as well as conflicts
-            # and lost connections: all come back after a backoff. Only a failure of the
-            # reconciler itself is an error.
-            raise RetryLater(str(e) or type(e).__name__) from e
-
-    def forget(self, key: Key, uid: str | None) -> None:
-        """The cluster is gone: drop its pending retries and what was remembered about it."""
-        self.queue.discard(key)
+    def forget_object(self, key: Key, uid: str | None) -> None:
         self._rbac_ready.discard(uid or "")
 
-    async def _reconcile_once(self, namespace: str, name: str) -> None:
-        body = await self.api.get(_cluster_path(namespace, name))
+    async def reconcile_once(self, namespace: str, name: str) -> None:
+        body = await self.api.get(self.path(namespace, name))
         if body is None:
             return
         if body["metadata"].get("deletionTimestamp"):
@@ -137,7 +86,7 @@ class Controller:
                 return
             validate(cluster)
         except (InvalidSpec, pydantic.ValidationError) as e:
-            await self._report_invalid(body, _describe(e))
+            await self._report_invalid(body, describe_invalid(e))
             return
         if cluster.redis_ft:
             # Before any head exists, so no GCS writes to Redis without it.
@@ -173,7 +122,7 @@ class Controller:
                     f"{deletion.pod} ({deletion.reason})"
                 )
         for reason, pods in deleted.items():
-            await self._event(body, "Normal", reason, _pods_message("Deleted", pods))
+            await self.event(body, "Normal", reason, _pods_message("Deleted", pods))
 
         failure: Failure | None = None
         for creation in todo.create:
@@ -187,7 +136,7 @@ class Controller:
             errors = [r for r in results if isinstance(r, BaseException)]
             if created:
                 reason = "CreatedHeadPod" if head else "CreatedWorkerPod"
-                await self._event(body, "Normal", reason, _pods_message("Created", created))
+                await self.event(body, "Normal", reason, _pods_message("Created", created))
             if errors:
                 error = errors[0]
                 if not isinstance(error, ApiError):
@@ -195,7 +144,7 @@ class Controller:
                 reason = "FailedCreateHeadPod" if head else "FailedCreateWorkerPod"
                 message = f"group {creation.group}: {len(errors)} pods not created: {error}"
                 failure = Failure(reason, message)
-                await self._event(body, "Warning", reason, message)
+                await self.event(body, "Warning", reason, message)
         return failure
 
     async def _ensure_service(self, cluster: Cluster) -> dict[str, Any] | None:
@@ -238,14 +187,14 @@ class Controller:
         # someone else added meanwhile.
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
         try:
-            await self.api.merge_patch(_cluster_path(meta["namespace"], meta["name"]), patch)
+            await self.api.merge_patch(self.path(meta["namespace"], meta["name"]), patch)
         except ApiError as e:
             if e.status != NOT_FOUND:
                 raise
 
     async def _clean_up_redis(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
-        key = _key(body)
+        key = key_of(body)
         finalizers = list(meta.get("finalizers") or [])
         try:
             cluster = Cluster.from_body(body)
@@ -277,7 +226,7 @@ class Controller:
                 if e.status != CONFLICT:
                     raise
             else:
-                await self._event(body, "Normal", "CreatedRedisCleanupJob",
+                await self.event(body, "Normal", "CreatedRedisCleanupJob",
                                   f"Created Job {job['metadata']['name']} to delete storage "
                                   f"namespace {cluster.storage_namespace} from Redis")  # fmt: skip
             self.queue.add_after(key, CLEANUP_POLL_S)
@@ -292,7 +241,7 @@ class Controller:
         self, body: Mapping[str, Any], cluster: Cluster, succeeded: bool, why: str
     ) -> None:
         if succeeded:
-            await self._event(
+            await self.event(
                 body,
                 "Normal",
                 "RedisCleanupSucceeded",
@@ -303,8 +252,8 @@ class Controller:
                 f"Storage namespace {cluster.storage_namespace} was not deleted from "
                 f"Redis ({why}); delete its keys by hand"
             )
-            logger.warning("RayCluster %s/%s: %s", *_key(body), message)
-            await self._event(body, "Warning", "RedisCleanupFailed", message)
+            logger.warning("RayCluster %s/%s: %s", *key_of(body), message)
+            await self.event(body, "Warning", "RedisCleanupFailed", message)
         finalizers = redis_cleanup.without_finalizer(list(body["metadata"].get("finalizers") or []))
         await self._set_finalizers(body, finalizers)  # fmt: skip
 
@@ -331,7 +280,7 @@ class Controller:
             return False
         try:
             await self.api.merge_patch(
-                _cluster_path(meta["namespace"], meta["name"], status=True),
+                self.path(meta["namespace"], meta["name"], status=True),
                 merge_patch(previous, new),
             )
         except ApiError as e:
@@ -345,8 +294,8 @@ class Controller:
             body, None, [], None, Failure(REASON_INVALID_SPEC, message)
         )
         if written:
-            logger.warning("RayCluster %s/%s is invalid: %s", *_key(body), message)
-            await self._event(body, "Warning", REASON_INVALID_SPEC, message)
+            logger.warning("RayCluster %s/%s is invalid: %s", *key_of(body), message)
+            await self.event(body, "Warning", REASON_INVALID_SPEC, message)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -354,22 +303,7 @@ class Controller:
         body = {
             "metadata": {"name": cluster.name, "namespace": cluster.namespace, "uid": cluster.uid}
         }
-        await self._event(body, type_, reason, message)
-
-    async def _event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        await events.record(self.api, KIND, body["metadata"], type_, reason, message, self.identity)
-
-
-def _key(body: Mapping[str, Any]) -> Key:
-    return (body["metadata"]["namespace"], body["metadata"]["name"])
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, pydantic.ValidationError):
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"spec.{where}: {first['msg']}"
-    return str(error)
+        await self.event(body, type_, reason, message)
 
 
 def _deletion_reason(deletion: plan.Deletion) -> str:
