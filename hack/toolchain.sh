@@ -3,8 +3,10 @@
 # through the Go module proxy, into a cache outside the repository.
 #
 #   hack/toolchain.sh [PART...]  build what is missing, print the bin folder;
-#                                PART: controlplane (etcd, Kubernetes, kwok, helm)
-#                                or monitoring (prometheus, promtool); default both;
+#                                PART: controlplane (etcd, Kubernetes, kwok, helm),
+#                                monitoring (prometheus, promtool) or samples
+#                                (KubeRay's sample manifests, the tests' compat
+#                                corpus, in <bin>/../kuberay-samples); default all three;
 #                                anchors (KubeRay's operator and its CRDs, benchmarks only)
 #   hack/toolchain.sh --path     print the bin folder only (no build)
 #
@@ -19,7 +21,7 @@ ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.19.5
 PROMETHEUS_VERSION=v0.313.5 # Prometheus 3.13.x as a Go module
-KUBERAY_VERSION=v1.5.0      # the anchor of the RayCluster benchmark only
+KUBERAY_VERSION=v1.5.0      # the RayCluster benchmark's anchor and the tests' samples
 
 # Bump RECIPE when the way binaries are built changes, so caches are redone.
 RECIPE=3
@@ -139,8 +141,29 @@ simple() { # simple WRAPPER MODULE VERSION name=pkg...
   build "$dir" "$@"
 }
 
+# KubeRay's public sample manifests (ray-operator/config/samples/) at the pinned
+# version: the RayCluster compat corpus of the tests (tests/compat_data.py), read
+# from the module's source, never copied into this repository. Only that module
+# is downloaded (no build, no dependencies); its own marker file, named after the
+# version, so that a cache built before this part existed gets it cheaply.
+kuberay_samples() {
+  local dest="$TOOLCHAIN/kuberay-samples" module=github.com/ray-project/kuberay/ray-operator dir
+  local mark="$dest/.kuberay-$KUBERAY_VERSION.ok"
+  [[ -f "$mark" ]] && { echo "toolchain: kuberay $KUBERAY_VERSION samples cached"; return; }
+  need_go
+  dir=$(cd "$TOOLCHAIN/src" && go mod download -json "$module@$KUBERAY_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
+    || die "downloading $module@$KUBERAY_VERSION failed (see the output above)"
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  cp "$dir"/config/samples/*.yaml "$dest/"
+  chmod u+w "$dest/"*.yaml
+  touch "$mark"
+  echo "toolchain: kuberay $KUBERAY_VERSION samples in $dest"
+}
+
 parts=("$@")
-((${#parts[@]})) || parts=(controlplane monitoring)
+((${#parts[@]})) || parts=(controlplane monitoring samples)
 for part in "${parts[@]}"; do
   case "$part" in
     controlplane)
@@ -162,6 +185,9 @@ for part in "${parts[@]}"; do
         prometheus=github.com/prometheus/prometheus/cmd/prometheus \
         promtool=github.com/prometheus/prometheus/cmd/promtool
       ;;
+    samples)
+      kuberay_samples
+      ;;
     anchors)
       simple kuberay github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION" \
         kuberay-operator=github.com/ray-project/kuberay/ray-operator
@@ -172,7 +198,7 @@ for part in "${parts[@]}"; do
         github.com/ray-project/kuberay/ray-operator)"/config/crd/bases/*.yaml "$TOOLCHAIN/kuberay-crds/"
       chmod u+w "$TOOLCHAIN/kuberay-crds/"*.yaml
       ;;
-    *) die "unknown part '$part' (controlplane, monitoring or anchors)" ;;
+    *) die "unknown part '$part' (controlplane, monitoring, samples or anchors)" ;;
   esac
 done
 

@@ -15,7 +15,9 @@ if [[ ! -x "$UV" ]]; then
   "$BOOT/bin/pip" install -q "uv==$UV_VERSION"
 fi
 if [[ "${1:-}" == "--lock" || ! -f requirements/lock.txt ]]; then
-  "$UV" pip compile -q --python "$PYTHON" --no-header requirements/*.in -o requirements/lock.txt
+  # lock-excludes.txt: dependencies declared by a locked package that the project never uses.
+  "$UV" pip compile -q --python "$PYTHON" --no-header --excludes requirements/lock-excludes.txt \
+    requirements/*.in -o requirements/lock.txt
 fi
 stamp=.venv/.lock.sha
 want=$(cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-16)

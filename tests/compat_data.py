@@ -1,36 +1,65 @@
-"""Where the shared reference data lives: KubeRay's public RayCluster samples and the
+"""The reference data of the RayCluster tests: KubeRay's public RayCluster samples and the
 corpus of invalid RayClusters. Imported by unit and integration tests alike."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The shared folder sits beside the repository; ARENASTACK_SHARED overrides it.
-SHARED = Path(os.environ.get("ARENASTACK_SHARED", REPO_ROOT.parent / "shared"))
-KUBERAY_COMPAT = SHARED / "compat" / "kuberay"
+from arenastack_cluster.cluster import REPO_ROOT, toolchain_bin
+
+# KubeRay's sample manifests (ray-operator/config/samples/ of its Go module at the pinned
+# KUBERAY_VERSION), put beside the toolchain's bin folder by `hack/toolchain.sh samples`
+# (part of `make setup` and `make toolchain`); never copied into this repository.
+KUBERAY_SAMPLES = toolchain_bin(build=False).parent / "kuberay-samples"
+# The compat corpus: the samples with one RayCluster each that the builders' golden files
+# (tests/unit/golden/raycluster/) and the real-apiserver tests cover.
+COMPAT_SAMPLES = (
+    "ray-cluster.autoscaler-v2.yaml",
+    "ray-cluster.autoscaler.yaml",
+    "ray-cluster.complete.yaml",
+    "ray-cluster.external-redis.yaml",
+    "ray-cluster.head-command.yaml",
+    "ray-cluster.sample.yaml",
+)
 INVALID_RAYCLUSTERS = REPO_ROOT / "tests" / "integration" / "invalid_rayclusters"
 
 
 def compat_manifests() -> list[Path]:
-    """The samples; empty when the shared folder is missing, which
-    `require_compat_manifests` turns into a failure (collection must not crash)."""
-    return sorted(KUBERAY_COMPAT.glob("*.yaml"))
+    """The corpus, whether fetched or not: the test of a missing sample fails
+    (`require_sample`) rather than vanishing from the run."""
+    return [KUBERAY_SAMPLES / name for name in COMPAT_SAMPLES]
+
+
+def require_sample(path: Path) -> Path:
+    """`path` when it exists; else fails the test, naming what fetches the samples."""
+    if not path.is_file():
+        pytest.fail(
+            f"KubeRay's sample {path.name} is missing from {path.parent}: "
+            "run `make toolchain` (or `hack/toolchain.sh samples`)",
+            pytrace=False,
+        )
+    return path
+
+
+def kuberay_sample(name: str) -> Path:
+    return require_sample(KUBERAY_SAMPLES / name)
 
 
 def require_compat_manifests() -> list[Path]:
-    files = compat_manifests()
-    if not files:
-        pytest.fail(
-            f"no KubeRay samples in {KUBERAY_COMPAT}; set ARENASTACK_SHARED to the shared folder",
-            pytrace=False,
-        )
-    return files
+    return [require_sample(path) for path in compat_manifests()]
+
+
+def compat_rayclusters() -> list[tuple[Path, int]]:
+    """(sample, index of a RayCluster in it) for the corpus; a missing sample counts once."""
+    return [
+        (path, index)
+        for path in compat_manifests()
+        for index in range(len(rayclusters_in(path)) if path.is_file() else 1)
+    ]
 
 
 def rayclusters_in(path: Path) -> list[dict[str, Any]]:

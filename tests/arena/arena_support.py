@@ -6,13 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-REAL_COUNTS = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "arena"
-    / "chatbotarena_20240814.json"
-)
 BACKENDS = ("sqlite", "postgresql")
 
 

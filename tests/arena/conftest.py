@@ -9,16 +9,19 @@ from collections.abc import Iterator
 
 import pytest
 from arena_processes import Service, model_double, postgres, start_service, stop
-from arena_support import BACKENDS, REAL_COUNTS, fresh_pg_database, models_file
+from arena_support import BACKENDS, fresh_pg_database, models_file
 
 from arenastack_arena.ratings import PairCounts, load_leaderbot_json
+from arenastack_cluster.arena_data import chatbot_arena_counts
+from arenastack_cluster.processes import ClusterError
 
 
 @pytest.fixture(scope="session")
 def real_counts() -> PairCounts:
-    if not REAL_COUNTS.exists():
-        pytest.fail(f"real battle counts missing: {REAL_COUNTS}")
-    return load_leaderbot_json(REAL_COUNTS)
+    try:
+        return load_leaderbot_json(chatbot_arena_counts())
+    except ClusterError as err:
+        pytest.fail(f"real battle counts missing: {err}")
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,16 @@ Each used to stop the leaderboard refresh with a LinAlgError (a singular Hessian
 from __future__ import annotations
 
 import numpy as np
-from arena_support import REAL_COUNTS
 
 from arenastack_arena.ratings import EloScale, build_leaderboard, load_leaderbot_json
 from arenastack_arena.ratings.counts import aggregate, from_pair_table
+from arenastack_cluster.arena_data import chatbot_arena_counts
 
 ANCHOR = "mixtral-8x7b-instruct-v0.1"
 
 
 def test_a_new_pair_beside_the_real_counts_is_flagged_not_fatal():
-    real = load_leaderbot_json(REAL_COUNTS)
+    real = load_leaderbot_json(chatbot_arena_counts())
     models = [*real.models, "new-a", "new-b"]
     pairs = np.concatenate(
         [np.stack([real.i, real.j], axis=1), [[len(models) - 2, len(models) - 1]]]

@@ -11,6 +11,7 @@ from arena_client import battle, sse_events
 from arena_processes import ADMIN_TOKEN, start_service, stop
 from arena_support import models_file
 
+from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import answers
 
 
@@ -250,11 +251,9 @@ def test_admin_disabled_without_token(tmp_path):
 
 
 def test_seeded_board_from_real_counts(tmp_path):
-    from arena_support import REAL_COUNTS
-
     service = start_service(
         f"sqlite:///{tmp_path / 'seeded.db'}",
-        seed_counts_file=REAL_COUNTS,
+        seed_counts_file=chatbot_arena_counts(),
         leaderboard_anchor="mixtral-8x7b-instruct-v0.1",
         leaderboard_anchor_rating=1114,
     )

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from bench_common import RESULTS, git_sha, machine, today
 
 from arenastack_arena.ratings import EloScale, build_leaderboard, load_leaderbot_json
 from arenastack_arena.ratings.__main__ import markdown_table
+from arenastack_cluster.arena_data import chatbot_arena_counts
 
-DATA = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "arena"
-    / "chatbotarena_20240814.json"
-)
+DATA = chatbot_arena_counts()
 ANCHOR, ANCHOR_RATING, ROUNDS, SEED = "mixtral-8x7b-instruct-v0.1", 1114.0, 1000, 0
 
 

@@ -32,10 +32,11 @@ from arenastack_arena.ratings import (
     fit_bt,
     load_leaderbot_json,
 )
+from arenastack_cluster.arena_data import chatbot_arena_counts
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "arena"))
-REAL = HERE.parents[1].parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
+REAL = chatbot_arena_counts()
 ROUNDS = 100
 FSCHAT_ROUNDS = int(os.environ.get("FSCHAT_ROUNDS", "2"))
 EVALICA_ROUNDS = int(os.environ.get("EVALICA_ROUNDS", "10"))

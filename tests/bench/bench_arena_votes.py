@@ -57,6 +57,7 @@ from arenastack_arena.service.db import Database, Tx  # noqa: E402
 from arenastack_arena.service.metrics import Metrics  # noqa: E402
 from arenastack_arena.service.settings import Settings  # noqa: E402
 from arenastack_arena.service.store import Store, Vote, insert_votes, outcome_counts  # noqa: E402
+from arenastack_cluster.arena_data import chatbot_arena_counts  # noqa: E402
 
 QUICK = os.environ.get("ARENA_BENCH_QUICK") == "1"
 SECONDS = 3 if QUICK else 10
@@ -67,7 +68,7 @@ UNCACHED_BATTLES = 20_000 if QUICK else 100_000
 CACHED_BATTLES = 10_000 if QUICK else 49_000
 PYTHON_CLIENT_REQUESTS = 2_000 if QUICK else 10_000
 STORED_VOTES = 100_000 if QUICK else 1_000_000
-REAL = HERE.parents[1].parent / "shared" / "data" / "arena" / "chatbotarena_20240814.json"
+REAL = chatbot_arena_counts()
 LUA = HERE / "arena_votes.lua"
 ROWS_PER_INSERT = 500
 TARGETS = {

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_data import kuberay_sample
 
 from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
 from arenastack_cluster.processes import poll
@@ -30,7 +31,7 @@ from arenastack_cluster.rayjobs import DASHBOARD_PORT, JobResult, run_job, wait_
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE = REPO_ROOT.parent / "shared" / "compat" / "kuberay" / "ray-cluster.external-redis.yaml"
+SAMPLE = "ray-cluster.external-redis.yaml"
 RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
 NAMESPACE = "ray-gcs-ft"
 # The sample's scripts, mounted on the head from its ConfigMap.
@@ -130,13 +131,14 @@ def _redis_keys(cl: LocalCluster, password: str, pattern: str) -> list[str]:
 def test_head_replaced_workers_and_detached_actor_survive(local_cluster, chart_operator) -> None:
     assert (RAY_RUNTIME / "bin" / "ray").exists(), "the ray runtime is missing: `make runtimes`"
     cl = local_cluster
-    docs = [d for d in yaml.safe_load_all(SAMPLE.read_text()) if d]
+    sample = kuberay_sample(SAMPLE)
+    docs = [d for d in yaml.safe_load_all(sample.read_text()) if d]
     (rc_doc,) = [d for d in docs if d["kind"] == "RayCluster"]
     (secret,) = [d for d in docs if d["kind"] == "Secret"]
     name = rc_doc["metadata"]["name"]
     password = base64.b64decode(secret["data"]["password"]).decode()
     cl.kubectl("create", "namespace", NAMESPACE, check=False)
-    cl.kubectl("apply", "-n", NAMESPACE, "-f", str(SAMPLE))
+    cl.kubectl("apply", "-n", NAMESPACE, "-f", str(sample))
     try:
         rc = wait_raycluster_ready(cl, NAMESPACE, name, timeout=TIMEOUT_S)
         uid = rc["metadata"]["uid"]

@@ -8,13 +8,14 @@ import json
 
 import pytest
 import yaml
+from compat_data import kuberay_sample
 
 from arenastack_cluster.cluster import REPO_ROOT
 from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE = REPO_ROOT.parent / "shared" / "compat" / "kuberay" / "ray-cluster.sample.yaml"
+SAMPLE = "ray-cluster.sample.yaml"
 RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
 
 # Runs on the head as the job's driver. Tasks are spread and an actor is pinned to a
@@ -54,11 +55,12 @@ def test_kuberay_sample_runs_tasks_actors_and_a_job(local_cluster, chart_operato
         "the ray runtime is missing: `make runtimes` installs it"
     )
     cl = local_cluster
+    sample = kuberay_sample(SAMPLE)
     ns = "ray-e2e"
     cl.kubectl("create", "namespace", ns, check=False)
-    manifest = yaml.safe_load(SAMPLE.read_text())
+    manifest = yaml.safe_load(sample.read_text())
     name = manifest["metadata"]["name"]
-    cl.kubectl("apply", "-n", ns, "-f", str(SAMPLE))
+    cl.kubectl("apply", "-n", ns, "-f", str(sample))
     try:
         rc = wait_raycluster_ready(cl, ns, name, timeout=300)
         head_ip = rc["status"]["head"]["podIP"]

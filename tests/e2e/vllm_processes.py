@@ -26,7 +26,7 @@ from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_START_TIMEOUT_S = 300.0  # cold start on a busy 2-core machine
 ROUTER_START_TIMEOUT_S = 60.0
-# The fast start of ../shared/reference/vllm-on-cpu.md: no compilation, a small KV cache.
+# vLLM's fast start on CPU: no compilation, a small KV cache.
 FAST_FLAGS = vllmenv.FAST_ENGINE_ARGS
 SERVED = "tiny"  # the served model name of the e2e engines
 # Builds (once, cached outside the repository) and returns the vLLM environment's python.

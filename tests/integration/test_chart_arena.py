@@ -13,15 +13,10 @@ import yaml
 from kube_helpers import get
 
 from arenastack_arena.ratings import EloScale, fit_bt, load_leaderbot_json
+from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import ArenaClient
 from arenastack_cluster.cluster import CHART_DIR as CHART
-from arenastack_cluster.demo_serving import (
-    ANCHOR,
-    ANCHOR_RATING,
-    SEED_COUNTS,
-    arena_values,
-    seed_votes,
-)
+from arenastack_cluster.demo_serving import ANCHOR, ANCHOR_RATING, arena_values, seed_votes
 from arenastack_cluster.processes import ClusterError
 
 pytestmark = pytest.mark.integration
@@ -134,9 +129,10 @@ def test_sqlite_volume_choices(cluster, values, claim, volume):
 
 
 def test_seed_counts_inline_or_from_a_configmap(cluster):
-    objs = render(cluster, "--set-file", f"arena.seedCounts.json={SEED_COUNTS}")
+    seed_counts = chatbot_arena_counts()
+    objs = render(cluster, "--set-file", f"arena.seedCounts.json={seed_counts}")
     (seed_cm,) = [c for c in objs["ConfigMap"] if "counts.json" in c["data"]]
-    assert json.loads(seed_cm["data"]["counts.json"]) == json.loads(SEED_COUNTS.read_text())
+    assert json.loads(seed_cm["data"]["counts.json"]) == json.loads(seed_counts.read_text())
     (container,) = objs["Deployment"][0]["spec"]["template"]["spec"]["containers"]
     assert env_of(container)["ARENA_SEED_COUNTS_FILE"]["value"].endswith("/counts.json")
     objs = render(cluster, "--set", "arena.seedCounts.existingConfigMap=my-counts")
@@ -169,7 +165,23 @@ def test_disabled_by_default(cluster):
     out = cluster.helm("template", "r", str(CHART)).stdout
     labels = [d["metadata"].get("labels") or {} for d in yaml.safe_load_all(out) if d]
     assert labels and not [x for x in labels if x.get("app.kubernetes.io/component") == "arena"]
-    assert "ghcr.io/arenastack/arena" not in out
+    # The arena image still runs ArenaEvaluations (against an arena named in their spec), but
+    # the operator has no default arena to post to.
+    (operator,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--evaluation-image=ghcr.io/arenastack/arena:0.1.0" in args
+    assert not [a for a in args if a.startswith("--arena-url")]
+    assert out.count("ghcr.io/arenastack/arena") == 1
+
+
+def test_enabled_arena_is_the_operators_default_for_evaluations(cluster):
+    out = cluster.helm("template", "r", str(CHART), "-n", "ns", "--set", "arena.enabled=true",
+                       "--set", "arena.image.tag=9.9").stdout  # fmt: skip
+    (operator,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "r-arenastack-operator"]  # fmt: skip
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--arena-url=http://r-arenastack-arena.ns.svc:80" in args
+    assert "--evaluation-image=ghcr.io/arenastack/arena:9.9" in args
 
 
 def test_install_on_kwok_binds_the_claim_and_keeps_it(cluster, crds, namespace):
@@ -216,6 +228,7 @@ def test_arena_pod_on_the_local_node_serves_the_seeded_leaderboard(local_cluster
     anchored as the public board is (equal to the library's own fit), and the admin API behind
     the token from the Secret."""
     cl = local_cluster
+    seed_counts = chatbot_arena_counts()
     namespace, release = "arena-localnode", "arena"
     cl.kubectl("create", "namespace", namespace)
     token = "local-node-token"
@@ -228,7 +241,7 @@ def test_arena_pod_on_the_local_node_serves_the_seeded_leaderboard(local_cluster
         try:
             cl.helm("install", release, str(CHART), "-n", namespace, "-f", str(values),
                     "--set", "operator.replicas=0",
-                    "--set-file", f"arena.seedCounts.json={SEED_COUNTS}",
+                    "--set-file", f"arena.seedCounts.json={seed_counts}",
                     "--wait", "--timeout", "240s")  # fmt: skip
         except ClusterError:
             logs = cl.kubectl("logs", "-n", namespace, "-l", ARENA_COMPONENT, "--tail=50",
@@ -244,7 +257,7 @@ def test_arena_pod_on_the_local_node_serves_the_seeded_leaderboard(local_cluster
         assert board["votes"] == seed_votes() == 1_670_250
         rows = {row["model"]: row for row in board["rows"]}
         scale = EloScale(anchor=ANCHOR, anchor_rating=ANCHOR_RATING)
-        expected = fit_bt(load_leaderbot_json(SEED_COUNTS), scale).as_dict()
+        expected = fit_bt(load_leaderbot_json(seed_counts), scale).as_dict()
         assert set(rows) == set(expected) and len(rows) == 129
         assert rows[ANCHOR]["rating"] == pytest.approx(ANCHOR_RATING, abs=0.01)
         top = board["rows"][0]

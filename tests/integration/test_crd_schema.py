@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
-from compat_data import compat_manifests, expectation, invalid_cases, rayclusters_in
+from compat_data import (
+    compat_manifests,
+    expectation,
+    invalid_cases,
+    rayclusters_in,
+    require_sample,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +108,7 @@ def contains(stored: Any, applied: Any, path: str = "") -> list[str]:
 
 @pytest.mark.parametrize("path", compat_manifests(), ids=lambda p: p.stem)
 def test_kuberay_sample_applies_unchanged(cluster, crds, namespace, path: Path):
-    text = path.read_text()
+    text = require_sample(path).read_text()
     dry = cluster.kubectl(
         "create", "--dry-run=server", "-n", namespace, "-f", "-", input=text, check=False
     )

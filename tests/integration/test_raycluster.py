@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_data import require_compat_manifests
 from kube_helpers import get, wait_for
 from operator_runner import OperatorProcess, OperatorRunner
 
@@ -23,9 +24,6 @@ from arenastack_operator.raycluster import names
 from arenastack_operator.raycluster.render import rayclusters, render
 
 pytestmark = pytest.mark.integration
-
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "kuberay"
-SAMPLES = sorted(COMPAT.glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +119,14 @@ def wait_ready(cluster, namespace: str, name: str, expected: dict[str, int]) -> 
 # -- tests --------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SAMPLES, reason=f"no compat samples under {COMPAT}")
 def test_every_compat_sample_applied_unchanged_yields_the_expected_objects(
     cluster, ray_operator, namespace
 ) -> None:
     # All samples at once, one namespace each, so they reconcile in parallel.
+    samples = require_compat_manifests()
     spaces = {}
-    for sample in SAMPLES:
-        ns = f"{namespace}-{SAMPLES.index(sample)}"
+    for index, sample in enumerate(samples):
+        ns = f"{namespace}-{index}"
         cluster.kubectl("create", "namespace", ns)
         cluster.kubectl("apply", "-n", ns, "-f", str(sample))
         spaces[sample] = ns

@@ -148,7 +148,7 @@ def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def build(previous: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-    args: dict[str, Any] = dict(previous=previous or {}, generation=3, judge_name="smollm",
+    args: dict[str, Any] = dict(previous=previous or {}, generation=3, run=3, judge_name="smollm",
                                 job_name="eval-run-3", job=None, problem=None, now=NOW)  # fmt: skip
     args.update(kwargs)
     return st.build_status(**args)
@@ -198,8 +198,16 @@ def test_runner_fields_survive_within_a_run_and_reset_on_a_new_one():
     assert kept["progress"] == runner["progress"] and kept["leader"] == "small"
     degraded = _condition(kept, "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "VerdictParseErrors")
-    fresh = build(previous, generation=4, job_name="eval-run-4", job=_job())
+    fresh = build(previous, generation=4, run=4, job_name="eval-run-4", job=_job())
     assert "progress" not in fresh and "leader" not in fresh and fresh["run"] == 4
+
+
+def test_suspend_is_not_part_of_a_run_but_every_other_field_is():
+    base = builders.run_hash(spec())
+    assert builders.run_hash(spec(suspend=True)) == base
+    assert builders.run_hash(spec(concurrency=2)) != base
+    job = builders.job(spec(), OWNER, "arena:1", {})
+    assert job["metadata"]["annotations"][names.ANNOTATION_RUN_HASH] == base
 
 
 def test_unchanged_status_is_not_rewritten():

@@ -13,11 +13,12 @@ import jsonschema
 import pytest
 import yaml
 from compat_data import (
-    compat_manifests,
+    compat_rayclusters,
     expectation,
     invalid_cases,
     rayclusters_in,
     require_compat_manifests,
+    require_sample,
 )
 from pydantic import Field
 
@@ -193,12 +194,12 @@ def validator(kind: str) -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(root_schema(kind))
 
 
-COMPAT = [(p, i) for p in compat_manifests() for i, _ in enumerate(rayclusters_in(p))]
+COMPAT = compat_rayclusters()
 
 
 @pytest.mark.parametrize(("path", "index"), COMPAT, ids=[f"{p.stem}-{i}" for p, i in COMPAT])
 def test_kuberay_samples_fit_the_schema(path: Path, index: int):
-    obj = rayclusters_in(path)[index]
+    obj = rayclusters_in(require_sample(path))[index]
     errors = sorted(validator("RayCluster").iter_errors(obj), key=str)
     assert not errors, f"{path.name}: " + "; ".join(
         f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors

@@ -1,7 +1,8 @@
 """RayCluster builders, planner and status, without a cluster.
 
-Golden files: for each KubeRay sample manifest in ../shared/compat/kuberay/, the objects the
-operator would create are compared exactly with tests/unit/golden/raycluster/<sample>.yaml.
+Golden files: for each KubeRay sample manifest of the compat corpus (tests/compat_data.py),
+the objects the operator would create are compared exactly with
+tests/unit/golden/raycluster/<sample>.yaml.
 After an intended change of the builders, regenerate them and review the diff:
 
     ARENASTACK_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_raycluster_builders.py
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_data import compat_manifests, require_sample
 
 from arenastack_operator.raycluster import names, podstate
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
@@ -35,10 +37,8 @@ from arenastack_operator.raycluster.spec import RayClusterStatus
 from arenastack_operator.raycluster.status import Failure, build_status, changed
 from arenastack_operator.workqueue import WorkQueue
 
-REPO = Path(__file__).resolve().parents[2]
-COMPAT = REPO.parent / "shared" / "compat" / "kuberay"
 GOLDEN = Path(__file__).parent / "golden" / "raycluster"
-SAMPLES = sorted(COMPAT.glob("*.yaml"))
+SAMPLES = compat_manifests()
 UPDATE = os.environ.get("ARENASTACK_UPDATE_GOLDEN") == "1"
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:01:00Z"
@@ -54,11 +54,10 @@ def _golden_text(sample: Path) -> str:
     return "".join(out)
 
 
-@pytest.mark.skipif(not SAMPLES, reason=f"no compat samples under {COMPAT}")
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
 def test_golden(sample: Path) -> None:
     golden = GOLDEN / sample.name
-    text = _golden_text(sample)
+    text = _golden_text(require_sample(sample))
     if UPDATE:
         golden.write_text(text)
     assert golden.exists(), f"missing {golden}; regenerate (see the module docstring)"

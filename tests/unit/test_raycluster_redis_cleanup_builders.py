@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_data import kuberay_sample
 
 from arenastack_cluster.processes import free_port
 from arenastack_operator.raycluster import names, redis_cleanup
@@ -21,13 +22,14 @@ from arenastack_operator.raycluster.model import Cluster
 from arenastack_operator.raycluster.pods import SHELL, build_head_pod
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO.parent / "shared" / "compat" / "kuberay" / "ray-cluster.external-redis.yaml"
+SAMPLE = "ray-cluster.external-redis.yaml"
 RAY_PYTHON = REPO / ".state" / "runtimes" / "ray" / "bin" / "python"
 PASSWORD = "s3cret"
 
 
 def _cluster(annotations: dict[str, str] | None = None, **ft: Any) -> Cluster:
-    body = next(yaml.safe_load_all(SAMPLE.read_text()))  # the first document: the RayCluster
+    sample = kuberay_sample(SAMPLE)
+    body = next(yaml.safe_load_all(sample.read_text()))  # the first document: the RayCluster
     body["metadata"].update(namespace="ns", uid="u-1", annotations=annotations or {})
     body["spec"]["gcsFaultToleranceOptions"].update(ft)
     return Cluster.from_body(body)

@@ -16,6 +16,7 @@ from typing import Any, Final
 from arenastack_operator import constants
 from arenastack_operator.arenaevaluation import names
 from arenastack_operator.arenaevaluation.spec import ArenaEvaluationSpec, JobSpec, Sampling
+from arenastack_operator.hashing import spec_hash
 from arenastack_operator.schema.base import SecretKeyReference
 
 DEFAULT_RESOURCES: Final = {
@@ -43,6 +44,11 @@ class Target:
     api_key: SecretKeyReference | None = None
     # True for InferenceDeployments: the engine is vLLM, whose structured output the judge uses.
     vllm: bool = False
+
+
+def run_hash(spec: ArenaEvaluationSpec) -> str:
+    """What identifies a run: the whole spec but `suspend`."""
+    return spec_hash({k: v for k, v in spec.to_json().items() if k != "suspend"})
 
 
 def labels(owner: Owner, run: bool = True) -> dict[str, str]:
@@ -300,9 +306,6 @@ def job(
     }
     if settings.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = settings.active_deadline_seconds
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(owner, names.run_name(owner.name, owner.run)),
-        "spec": job_spec,
-    }
+    meta = _metadata(owner, names.run_name(owner.name, owner.run))
+    meta["annotations"] = {names.ANNOTATION_RUN_HASH: run_hash(spec)}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}

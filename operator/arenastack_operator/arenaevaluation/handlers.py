@@ -1,8 +1,9 @@
 """kopf handlers for ArenaEvaluation: watch events in, runs out.
 
-Each generation of the spec is one run: a Job named after the evaluation and the generation,
-so an operator restarted at any moment finds the Job it made instead of making another, and a
-spec change starts a new run (the Jobs of earlier runs are deleted with their pods). The Job is
+Each spec is one run: a Job named after the evaluation and the generation that started it, and
+annotated with the hash of the spec, so an operator restarted at any moment finds the Job it
+made instead of making another. A spec change starts a new run (the Jobs of earlier runs are
+deleted with their pods), except `suspend`, which pauses and resumes the same run. The Job is
 created once every contestant and the judge can be reached: InferenceDeployments must be
 Ready, and until they are the evaluation waits and says for which. Deleting the evaluation
 garbage-collects the runner's Job, pods, ConfigMap and RBAC through owner references.
@@ -83,21 +84,29 @@ class Controller(controller.Controller):
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references garbage-collect the runs
         meta = body["metadata"]
-        owner = Owner(name, namespace, meta["uid"], int(meta.get("generation") or 1))
+        uid, generation = meta["uid"], int(meta.get("generation") or 1)
         try:
             spec = s.ArenaEvaluationSpec.model_validate(body.get("spec") or {})
         except pydantic.ValidationError as e:
             problem = status_mod.Problem(status_mod.REASON_INVALID_SPEC, describe_invalid(e))
-            await self._write_status(body, owner, None, None, problem)
+            await self._write_status(body, Owner(name, namespace, uid, generation), None, None,
+                                     problem)  # fmt: skip
             return
-        await self._stop_earlier_runs(body, owner)
-        job_name = names.run_name(name, owner.run)
-        job = await self.api.get(_jobs_path(namespace, job_name))
+        # The run this spec asks for: the Job made for it (found again after any restart), or
+        # a new one numbered by this generation.
+        wanted = builders.run_hash(spec)
+        jobs = [j for j in await self.api.list(_jobs_path(namespace), _selector(name))
+                if _owned_by(j, uid)]  # fmt: skip
+        job = next((j for j in jobs if _annotation(j, names.ANNOTATION_RUN_HASH) == wanted), None)
+        run = int(job["metadata"]["labels"][names.LABEL_RUN]) if job else generation
+        owner = Owner(name, namespace, uid, run)
+        await self._stop_earlier_runs(body, owner, [j for j in jobs if j is not job])
         problem: status_mod.Problem | None = None
         waiting: list[str] = []
         if job is None:
             job, problem, waiting = await self._start_run(body, spec, owner)
         elif bool((job.get("spec") or {}).get("suspend")) != spec.suspend:
+            job_name = job["metadata"]["name"]
             job = await self.api.merge_patch(
                 _jobs_path(namespace, job_name), {"spec": {"suspend": spec.suspend}}
             )
@@ -203,28 +212,27 @@ class Controller(controller.Controller):
         judge = await resolve("judge", judge_name(spec), j.inference_deployment_ref, j.endpoint)
         return contestants, judge, missing, not_ready
 
-    async def _stop_earlier_runs(self, body: Mapping[str, Any], owner: Owner) -> None:
+    async def _stop_earlier_runs(
+        self, body: Mapping[str, Any], owner: Owner, jobs: list[dict[str, Any]]
+    ) -> None:
         """A spec change starts a new run: the Jobs (with their pods) and configurations of
-        earlier generations go."""
-        selector = f"{names.LABEL_EVALUATION}={owner.name},{names.LABEL_RUN}!={owner.run}"
-        for path, plural in ((_jobs_path(owner.namespace), "jobs"),
-                             (core_path(owner.namespace, "configmaps"), "configmaps")):  # fmt: skip
-            for obj in await self.api.list(path, selector):
-                if not _owned_by(obj, owner.uid):
-                    continue
-                gone = await self.api.delete(
-                    f"{path}/{obj['metadata']['name']}",
-                    uid=obj["metadata"]["uid"],
-                    propagation="Background",
-                )
-                if gone and plural == "jobs":
-                    await self.event(
-                        body,
-                        "Normal",
-                        "StoppedEarlierRun",
-                        f"deleted Job {obj['metadata']['name']}: the spec changed "
-                        f"(generation {owner.run})",
-                    )
+        earlier runs go."""
+        for job in jobs:
+            job_name = job["metadata"]["name"]
+            gone = await self.api.delete(
+                _jobs_path(owner.namespace, job_name),
+                uid=job["metadata"]["uid"],
+                propagation="Background",
+            )
+            if gone:
+                await self.event(body, "Normal", "StoppedEarlierRun",
+                                 f"deleted Job {job_name}: the spec changed, run {owner.run} "
+                                 "replaces it")  # fmt: skip
+        path = core_path(owner.namespace, "configmaps")
+        selector = f"{_selector(owner.name)},{names.LABEL_RUN}!={owner.run}"
+        for config in await self.api.list(path, selector):
+            if _owned_by(config, owner.uid):
+                await self.api.delete(f"{path}/{config['metadata']['name']}")
 
     async def _write_status(
         self,
@@ -238,7 +246,8 @@ class Controller(controller.Controller):
         previous = body.get("status") or {}
         new = status_mod.build_status(
             previous=previous,
-            generation=owner.run,
+            generation=int(body["metadata"].get("generation") or 1),
+            run=owner.run,
             judge_name=judge_name(spec) if spec is not None else None,
             job_name=names.run_name(owner.name, owner.run),
             job=job,
@@ -262,6 +271,14 @@ class Controller(controller.Controller):
         ):
             type_ = "Warning" if new["phase"] in _WARNING_PHASES else "Normal"
             await self.event(body, type_, new["reason"], f"{new['phase']}: {new['message']}")
+
+
+def _selector(evaluation: str) -> str:
+    return f"{names.LABEL_EVALUATION}={evaluation}"
+
+
+def _annotation(obj: Mapping[str, Any], key: str) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(key)
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:

@@ -10,6 +10,9 @@ from arenastack_operator import constants
 # Children carry the evaluation's name and the run (the generation it evaluates).
 LABEL_EVALUATION: Final = f"{constants.GROUP}/arenaevaluation"
 LABEL_RUN: Final = f"{constants.GROUP}/run"
+# On a run's Job: the hash of the spec it evaluates, suspend left out (suspending pauses a run,
+# any other change starts a new one).
+ANNOTATION_RUN_HASH: Final = f"{constants.GROUP}/run-spec-hash"
 COMPONENT_RUNNER: Final = "evaluation-runner"
 
 RUNNER_CONTAINER: Final = "runner"

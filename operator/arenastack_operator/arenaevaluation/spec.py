@@ -14,6 +14,7 @@ from pydantic import Field
 
 from arenastack_operator import constants
 from arenastack_operator.schema.base import (
+    EMPTY_OBJECT_DEFAULT,
     ApiModel,
     Conditions,
     CrdInfo,
@@ -124,7 +125,9 @@ class InlinePrompt(ApiModel):
     id: str | None = Field(
         default=None, max_length=128, description="Identity of the prompt (default: its index)."
     )
-    text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    text: str | None = Field(
+        default=None, min_length=1, max_length=MAX_TEXT, description="A one-turn prompt."
+    )
     turns: (
         Annotated[
             list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]],
@@ -331,7 +334,11 @@ class ArenaEvaluationSpec(ApiModel):
     ] = Field(description="Models that battle (2 to 32, unique names).")
     prompts: PromptsSpec = Field(description="Prompts of the battles.")
     judge: JudgeSpec = Field(description="The LLM judge.")
-    battles: BattlesSpec = Field(default_factory=BattlesSpec, description="Which battles run.")
+    battles: BattlesSpec = Field(
+        default_factory=BattlesSpec,
+        description="The battles: all pairs on every prompt, or an adaptive budget.",
+        json_schema_extra=EMPTY_OBJECT_DEFAULT,
+    )
     arena: ArenaTarget | None = Field(default=None, description="Where verdicts go.")
     concurrency: PositiveInt32 = Field(
         default=8, le=256, description="Requests in flight (answers and judgments together)."
@@ -392,14 +399,16 @@ class JudgeReport(ApiModel):
     position_consistency: float | None = Field(
         default=None, description="Share of battles whose two orders agree."
     )
-    human_agreement: HumanAgreement | None = None
+    human_agreement: HumanAgreement | None = Field(
+        default=None, description="Against human votes on the same battles (fromArena)."
+    )
     self_enhancement: list[str] | None = Field(
         default=None, description="Contestants that are the judge or of its family."
     )
 
 
 class Results(ApiModel):
-    """Where the full results are."""
+    """Links to the arena service holding every battle of the run."""
 
     arena: str | None = Field(default=None, description="The arena service.")
     export: str | None = Field(
@@ -423,14 +432,16 @@ class ArenaEvaluationStatus(ApiModel):
     )
     judge_name: str | None = Field(default=None, description="The judge, for the printer.")
     leader: str | None = Field(default=None, description="Rank 1 of the judge board.")
-    progress: Progress | None = None
+    progress: Progress | None = Field(default=None, description="Battles of the current run.")
     start_time: Timestamp | None = Field(default=None, description="When the run started.")
     completion_time: Timestamp | None = Field(default=None, description="When it finished.")
     ranking: Annotated[list[Standing], Field(json_schema_extra=list_map("name"))] | None = Field(
         default=None, description="The judge board of this run, best first."
     )
-    judge: JudgeReport | None = None
-    results: Results | None = None
+    judge: JudgeReport | None = Field(
+        default=None, description="Position consistency, human agreement, self-enhancement."
+    )
+    results: Results | None = Field(default=None, description="Where the full results are.")
     conditions: Conditions | None = None
     observed_generation: Int64 | None = Field(
         default=None, description="The .metadata.generation this status describes."

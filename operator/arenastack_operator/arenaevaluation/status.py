@@ -73,6 +73,7 @@ def build_status(
     *,
     previous: Mapping[str, Any],
     generation: int,
+    run: int,
     judge_name: str | None,
     job_name: str | None,
     job: Mapping[str, Any] | None,
@@ -80,11 +81,11 @@ def build_status(
     waiting_for: Sequence[str] = (),
     now: str,
 ) -> dict[str, Any]:
-    same_run = previous.get("run") == generation
+    same_run = previous.get("run") == run
     status: dict[str, Any] = {
         k: previous[k] for k in RUNNER_FIELDS if same_run and previous.get(k) is not None
     }
-    status["run"] = generation
+    status["run"] = run
     status["observedGeneration"] = generation
     if judge_name:
         status["judgeName"] = judge_name
