@@ -46,7 +46,7 @@ def deployment(name: str) -> str:
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": name},
         "spec": {"model": {"huggingFace": {"repoId": f"org/{name}"}, "servedModelName": name},
-                 "engine": {"resources": {"requests": {"cpu": "100m"}}}},
+                 "resources": {"requests": {"cpu": "100m"}}},
     })  # fmt: skip
 
 
@@ -82,6 +82,10 @@ def phase_is(cluster, namespace: str, name: str, phase: str) -> dict[str, Any] |
 
 def jobs(cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     return get(cluster, "jobs", namespace, selector=f"{names.LABEL_EVALUATION}={name}") or []
+
+
+def names_of(objects: list[dict[str, Any]]) -> list[str]:
+    return [o["metadata"]["name"] for o in objects]
 
 
 def reasons(cluster, namespace: str, name: str) -> list[str]:
@@ -162,17 +166,21 @@ def test_suspend_holds_the_run_and_a_spec_change_starts_a_new_one(cluster, opera
     assert held["reason"] == "Suspended" and jobs(cluster, namespace, "e3") == []
 
     apply(cluster, namespace, evaluation("e3", suspend=False))
-    wait_for("run 1", lambda: [j["metadata"]["name"] for j in jobs(cluster, namespace, "e3")]
-             == ["e3-run-1"])  # fmt: skip
-    # Resuming kept the run (suspend is not part of it) although the generation moved on.
-    assert wait_for("run 1 status", lambda: status(cluster, namespace, "e3").get("run")) == 1
+    wait_for("run 2", lambda: names_of(jobs(cluster, namespace, "e3")) == ["e3-run-2"])
+    assert wait_for("run 2 status", lambda: status(cluster, namespace, "e3").get("run")) == 2
+
+    # Suspending again pauses the same run: suspend is not part of what a run evaluates.
+    apply(cluster, namespace, evaluation("e3", suspend=True))
+    wait_for("job suspended", lambda: [j["spec"].get("suspend") for j in
+                                       jobs(cluster, namespace, "e3")] == [True])  # fmt: skip
+    assert names_of(jobs(cluster, namespace, "e3")) == ["e3-run-2"]
+    assert status(cluster, namespace, "e3")["run"] == 2
 
     apply(cluster, namespace, evaluation("e3", concurrency=2))
-    wait_for("run 3 only", lambda: [j["metadata"]["name"] for j in jobs(cluster, namespace, "e3")]
-             == ["e3-run-3"])  # fmt: skip
-    wait_for("status of run 3", lambda: status(cluster, namespace, "e3").get("run") == 3)
+    wait_for("run 4 only", lambda: names_of(jobs(cluster, namespace, "e3")) == ["e3-run-4"])
+    wait_for("status of run 4", lambda: status(cluster, namespace, "e3").get("run") == 4)
     assert "StoppedEarlierRun" in reasons(cluster, namespace, "e3")
-    assert get(cluster, "configmap", namespace, "e3-run-1") is None
+    assert get(cluster, "configmap", namespace, "e3-run-2") is None
 
 
 def test_an_arena_named_in_the_spec_wins_over_the_operators(cluster, operator, namespace):

@@ -256,7 +256,7 @@ class BattlesSpec(ApiModel):
     model_config = {
         "json_schema_extra": rules(
             cel(
-                "self.mode != 'adaptive' || has(self.budget)",
+                "!has(self.mode) || self.mode != 'adaptive' || has(self.budget)",
                 "battles.budget is required with mode adaptive",
             )
         )
