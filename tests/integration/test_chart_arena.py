@@ -184,6 +184,16 @@ def test_enabled_arena_is_the_operators_default_for_evaluations(cluster):
     assert "--evaluation-image=ghcr.io/arenastack/arena:9.9" in args
 
 
+def test_judge_token_comes_from_a_secret(cluster):
+    objs = render(cluster, "--set", "arena.judgeToken.existingSecret=judge")
+    (container,) = objs["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["ARENA_JUDGE_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "judge", "key": "token"}
+    }
+    (container,) = render(cluster)["Deployment"][0]["spec"]["template"]["spec"]["containers"]
+    assert "ARENA_JUDGE_TOKEN" not in env_of(container)
+
+
 def test_install_on_kwok_binds_the_claim_and_keeps_it(cluster, crds, namespace):
     """A PersistentVolume stands in for a provisioner (kwok has none); the claim binds, the
     Deployment becomes available, and an uninstall keeps the votes' claim."""
