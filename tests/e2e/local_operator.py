@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,15 @@ STOP_TIMEOUT_S = 30
 
 @contextmanager
 def operator_process(
-    cluster: LocalCluster, log: Path, autoscale_interval_s: float
+    cluster: LocalCluster, log: Path, autoscale_interval_s: float, args: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m arenastack_operator` with the cluster's admin kubeconfig, no election, and the
-    autoscaler reading every `autoscale_interval_s` seconds; stopped with SIGTERM."""
+    """`python -m arenastack_operator` with the cluster's admin kubeconfig, no election, the
+    autoscaler reading every `autoscale_interval_s` seconds, and `args`; stopped with SIGTERM."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "arenastack_operator", f"--kubeconfig={cluster.kubeconfig}",
              "--leader-elect=false", "--bind-address=127.0.0.1", "--health-port=0",
-             "--metrics-port=0"],
+             "--metrics-port=0", *args],
             stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, f"{constants.ENV_PREFIX}AUTOSCALE_INTERVAL":
                  str(autoscale_interval_s)},
