@@ -179,6 +179,30 @@ def test_phase_follows_the_job(job, phase, reason, ready, progressing):
         assert status["completionTime"] == NOW
 
 
+def test_a_failed_run_says_what_its_runner_said():
+    def pod(finished: str, message: str) -> dict[str, Any]:
+        state = {"terminated": {"exitCode": 3, "finishedAt": finished, "message": message}}
+        return {"status": {"containerStatuses": [{"state": state}]}}
+
+    pods = [pod("2026-12-01T10:00:00Z", "judge unreachable: first try"),
+            pod("2026-12-01T10:05:00Z", "judge unreachable: connection refused\n")]  # fmt: skip
+    said = st.termination_message(pods)
+    assert said == "judge unreachable: connection refused"
+    failed = _job(
+        conditions=[
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            }
+        ]
+    )
+    status = build(job=failed, runner_message=said)
+    assert status["message"].endswith("the runner said: judge unreachable: connection refused")
+    assert st.termination_message([{"status": {}}]) is None
+
+
 def test_waiting_names_what_it_waits_for_and_is_degraded():
     problem = st.waiting(["contestant smollm"], judge_not_ready=False)
     status = build(problem=problem, waiting_for=["contestant smollm"])

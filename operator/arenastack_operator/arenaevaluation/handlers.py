@@ -244,6 +244,12 @@ class Controller(controller.Controller):
         waiting: list[str] | None = None,
     ) -> None:
         previous = body.get("status") or {}
+        runner_message = None
+        if job is not None and status_mod.job_phase(job)[0] == s.PHASE_FAILED:
+            pods = await self.api.list(
+                core_path(owner.namespace, "pods"), f"job-name={job['metadata']['name']}"
+            )
+            runner_message = status_mod.termination_message(pods)
         new = status_mod.build_status(
             previous=previous,
             generation=int(body["metadata"].get("generation") or 1),
@@ -253,6 +259,7 @@ class Controller(controller.Controller):
             job=job,
             problem=problem,
             waiting_for=waiting or (),
+            runner_message=runner_message,
             now=now_rfc3339(),
         )
         if not status_mod.changed(previous, new):

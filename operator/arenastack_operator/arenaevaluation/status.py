@@ -31,6 +31,7 @@ REASON_VERDICT_PARSE_ERRORS: Final = "VerdictParseErrors"
 REASON_BATTLE_ERRORS: Final = "BattleErrors"
 REASON_HEALTHY: Final = "AsExpected"
 
+MESSAGE_MAX: Final = 512
 _ACTIVE_PHASES: Final = (s.PHASE_PENDING, s.PHASE_WAITING, s.PHASE_RUNNING)
 
 
@@ -69,6 +70,18 @@ def job_phase(job: Mapping[str, Any]) -> tuple[str, str, str]:
     return s.PHASE_RUNNING, REASON_RUNNING, message
 
 
+def termination_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The newest termination message of a run's runner pods (Kubernetes keeps what the
+    container wrote to /dev/termination-log)."""
+    found: list[tuple[str, str]] = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated.get("message"):
+                found.append((terminated.get("finishedAt") or "", terminated["message"].strip()))
+    return max(found)[1][:MESSAGE_MAX] if found else None
+
+
 def build_status(
     *,
     previous: Mapping[str, Any],
@@ -79,8 +92,10 @@ def build_status(
     job: Mapping[str, Any] | None,
     problem: Problem | None,
     waiting_for: Sequence[str] = (),
+    runner_message: str | None = None,
     now: str,
 ) -> dict[str, Any]:
+    """`runner_message`: the last words of a failed run's runner (its termination message)."""
     same_run = previous.get("run") == run
     status: dict[str, Any] = {
         k: previous[k] for k in RUNNER_FIELDS if same_run and previous.get(k) is not None
@@ -95,6 +110,8 @@ def build_status(
         job_status = job.get("status") or {}
         if job_status.get("startTime"):
             status["startTime"] = job_status["startTime"]
+        if phase == s.PHASE_FAILED and runner_message:
+            message = f"{message}; the runner said: {runner_message}"
         if phase in (s.PHASE_SUCCEEDED, s.PHASE_FAILED):
             status["completionTime"] = (
                 job_status.get("completionTime")
