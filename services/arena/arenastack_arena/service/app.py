@@ -4,46 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from arenastack_arena.ratings import load_leaderbot_json
 from arenastack_arena.service.battles import BattleError, BattleService
 from arenastack_arena.service.boards import OVERALL, STYLE_SUFFIX, LeaderboardCache
 from arenastack_arena.service.db import Database, DatabaseError
 from arenastack_arena.service.exchange import VoteImportError, parse_lines, vote_to_line
+from arenastack_arena.service.judge_api import judge_routes
 from arenastack_arena.service.metrics import LatencyMiddleware, Metrics
 from arenastack_arena.service.protection import (
     BodyLimitMiddleware,
     RateLimiter,
     SecurityHeadersMiddleware,
+    bearer_auth,
 )
+from arenastack_arena.service.schema import BATTLE_ID_PATTERN, NAME_PATTERN, Strict, Winner
 from arenastack_arena.service.settings import Settings
+from arenastack_arena.service.sources import ALL, BOARD_SOURCE_PATTERN, HUMAN
 from arenastack_arena.service.store import ModelEntry, Store, vote_from_row
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "web"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
-BATTLE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 BattleId = Annotated[str, PathParam(pattern=BATTLE_ID_PATTERN)]
 ModelName = Annotated[str, PathParam(pattern=NAME_PATTERN)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class BattleRequest(Strict):
@@ -151,7 +147,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,
-        limits={"/api/admin/import": settings.max_import_bytes},
+        limits={
+            "/api/admin/import": settings.max_import_bytes,
+            "/api/judgments": settings.max_judgment_bytes,
+        },
     )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(LatencyMiddleware, histogram=metrics.request_latency)
@@ -182,12 +181,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return Depends(check)
 
-    async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not settings.admin_token:
-            raise HTTPException(403, "admin API disabled: set ARENA_ADMIN_TOKEN")
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-            raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer ...)")
+    admin = bearer_auth(
+        (settings.admin_token,),
+        "admin API disabled: set ARENA_ADMIN_TOKEN",
+        "missing or wrong admin token (Authorization: Bearer ...)",
+    )
 
     def check_prompt(prompt: str) -> str:
         if len(prompt) > settings.max_prompt_chars:
@@ -276,19 +274,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def leaderboard(
         category: Annotated[str, Query(max_length=64)] = OVERALL,
         style_control: bool = False,
+        source: Annotated[str, Query(pattern=BOARD_SOURCE_PATTERN)] = HUMAN,
     ) -> dict[str, Any]:
         current = boards.current
+        # human and all always have a board (empty before any vote); a judge once it judged.
+        known = current.sources.get(source)
+        if known is None and source not in (HUMAN, ALL):
+            raise HTTPException(404, f"no leaderboard for source {source!r}")
+        known = known or {}
         key = category + (STYLE_SUFFIX if style_control else "")
-        board = current.boards.get(key)
+        board = known.get(key)
         if board is None:
-            if category != OVERALL and category not in current.boards:
+            if category != OVERALL and category not in known:
                 raise HTTPException(404, f"no leaderboard for category {category!r}")
-            board = {"rows": [], "votes": 0, "method": "none"}
+            board = {"rows": [], "preliminary": [], "votes": 0, "method": "none"}
         return {
+            "source": source,
             "category": category,
             "style_control": style_control,
             "refreshed_at": current.refreshed_at,
-            "categories": sorted(k for k in current.boards if ":" not in k),
+            "categories": sorted(k for k in known if ":" not in k),
+            "min_battles": settings.min_battles,
             **board,
         }
 
@@ -339,4 +345,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             boards.note_vote()
         return {"received": len(votes), "added": added, "duplicates": len(votes) - added}
 
+    app.include_router(judge_routes(settings, store, boards, metrics))
     return app

@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 from arenastack_arena.ratings import OUTCOMES
+from arenastack_arena.service.sources import MAX_NAME
 from arenastack_arena.service.store import Vote
 
-MAX_NAME = 200
 _STYLE_KEYS = ("sum_assistant_{}_tokens", "header_count_{}", "list_count_{}", "bold_count_{}")
 
 

@@ -72,6 +72,12 @@ class Metrics:
             registry=r,
         )
         self.db_errors = Counter("arena_db_errors", "Database errors", ["op"], registry=r)
+        self.judged_battles = Counter(
+            "arena_judged_battles",
+            "Judged battles posted, by whether they were new (stored) or repeats",
+            ["stored"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "arena_rate_limited", "Requests refused by rate limits", ["bucket"], registry=r
         )

@@ -92,4 +92,54 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "DROP INDEX votes_pair_outcome",
         ),
     ),
+    (
+        5,
+        "judged battles (LLM judges) and their game counts per source",
+        (
+            # One row per judged battle, keyed by the runner's deterministic battleId. Turns,
+            # judgments and games are JSON text: read back whole (export), never queried into.
+            # outcome is the battle's result from its games (agreement); NULL without games.
+            """CREATE TABLE judged_battles (
+                id TEXT PRIMARY KEY,
+                evaluation TEXT NOT NULL,
+                run INTEGER NOT NULL,
+                arena_battle_id TEXT,
+                source TEXT NOT NULL,
+                category TEXT,
+                model_a TEXT NOT NULL,
+                model_b TEXT NOT NULL,
+                turns TEXT NOT NULL,
+                judgments TEXT NOT NULL,
+                games TEXT NOT NULL,
+                consistent INTEGER,
+                outcome TEXT,
+                tstamp DOUBLE PRECISION NOT NULL,
+                a_tokens DOUBLE PRECISION,
+                a_headers DOUBLE PRECISION,
+                a_lists DOUBLE PRECISION,
+                a_bold DOUBLE PRECISION,
+                b_tokens DOUBLE PRECISION,
+                b_headers DOUBLE PRECISION,
+                b_lists DOUBLE PRECISION,
+                b_bold DOUBLE PRECISION
+            )""",
+            # A restarted runner lists its evaluation's ids; the export pages through them.
+            "CREATE INDEX judged_battles_evaluation ON judged_battles (evaluation, tstamp, id)",
+            # The style board reads a source's latest battles; agreement joins on the source.
+            "CREATE INDEX judged_battles_source ON judged_battles (source, tstamp)",
+            "CREATE INDEX judged_battles_arena ON judged_battles (arena_battle_id)",
+            # As vote_counts, per source: games weighted (what the board fits) and battles
+            # by their outcome (what the preliminary threshold and /api/sources count).
+            """CREATE TABLE game_counts (
+                source TEXT NOT NULL,
+                category TEXT NOT NULL,
+                model_a TEXT NOT NULL,
+                model_b TEXT NOT NULL,
+                winner TEXT NOT NULL,
+                games BIGINT NOT NULL,
+                battles BIGINT NOT NULL,
+                PRIMARY KEY (source, category, model_a, model_b, winner)
+            )""",
+        ),
+    ),
 )

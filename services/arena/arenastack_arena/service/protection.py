@@ -1,10 +1,15 @@
-"""Abuse protection: per-client token buckets, body size limits, security headers."""
+"""Abuse protection: bearer tokens, per-client token buckets, body size limits, security
+headers."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
+from fastapi import Header, HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_TRACKED_CLIENTS = 100_000
@@ -20,6 +25,28 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+
+
+def bearer_auth(
+    accepted: tuple[str, ...], disabled: str, wrong: str
+) -> Callable[..., Awaitable[None]]:
+    """A dependency that wants ``Authorization: Bearer <one of accepted>``.
+
+    An empty token is never accepted: with every one of them empty the API is off
+    (403, ``disabled``); a missing or other token is 401 (``wrong``). Tokens are
+    compared in constant time and never logged.
+    """
+    tokens = [t.encode() for t in accepted if t]
+
+    async def check(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not tokens:
+            raise HTTPException(403, disabled)
+        given = (authorization or "").removeprefix("Bearer ").strip().encode()
+        # Every token is compared, so the time taken does not say which one matched.
+        if not any([hmac.compare_digest(given, token) for token in tokens]):
+            raise HTTPException(401, wrong, headers={"www-authenticate": "Bearer"})
+
+    return check
 
 
 class RateLimiter:

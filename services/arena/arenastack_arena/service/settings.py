@@ -13,10 +13,14 @@ ENV_PREFIX = "ARENA_"
 class Settings:
     database_url: str = "sqlite:///arena.db"
     admin_token: str = ""
+    # Bearer token of the LLM-judge API (POST /api/judgments, ...); empty turns that API off.
+    judge_token: str = ""
     models_file: Path | None = None
     max_prompt_chars: int = 8_000
     max_body_bytes: int = 64 * 1024
     max_import_bytes: int = 64 * 1024 * 1024
+    # One judged battle: up to 16 turns of a prompt and two answers, two judgments.
+    max_judgment_bytes: int = 8 * 1024 * 1024
     max_turns: int = 8
     # Requests per client per minute, per bucket.
     battle_rate_per_minute: float = 30.0
@@ -33,6 +37,8 @@ class Settings:
     leaderboard_workers: int = 2
     leaderboard_anchor: str | None = None
     leaderboard_anchor_rating: float = 1000.0
+    # Models with fewer battles than this on a board are listed apart as preliminary, unranked.
+    min_battles: int = 10
     style_max_votes: int = 200_000
     # The style-controlled board reads individual votes, so it is rebuilt less often.
     style_refresh_s: float = 60.0

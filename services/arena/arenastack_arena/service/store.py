@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from arenastack_arena.service.db import Database, Tx
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -205,15 +208,15 @@ VOTE_COLUMNS = (
     "battle_id, model_a, model_b, winner, judge, turn, anony, language, category, tstamp, "
     + STYLE_COLUMNS
 )
-_NO_STYLE = (None,) * (len(STYLE_COLUMNS.split(",")) // 2)
-_VOTE_PARAMS = "(" + ", ".join("?" * len(VOTE_COLUMNS.split(","))) + ")"
-_COUNT_KEY = "category, model_a, model_b, winner"
-# Rows per multi-row statement: 500 x 18 parameters stays under every SQLite's limit.
+NO_STYLE = (None,) * (len(STYLE_COLUMNS.split(",")) // 2)
+COUNT_KEY = ("category", "model_a", "model_b", "winner")
+# Rows per multi-row statement: 500 rows of up to 24 columns stay under SQLite's
+# 32,766 parameters (since 3.32) and PostgreSQL's 65,535.
 ROWS_PER_STATEMENT = 500
 
 
 def _vote_params(v: Vote) -> tuple[Any, ...]:
-    styles = (*(v.style_a or _NO_STYLE), *(v.style_b or _NO_STYLE))
+    styles = (*(v.style_a or NO_STYLE), *(v.style_b or NO_STYLE))
     return (
         v.battle_id,
         v.model_a,
@@ -233,56 +236,72 @@ def _chunks(items: list[Any]) -> list[list[Any]]:
     return [items[k : k + ROWS_PER_STATEMENT] for k in range(0, len(items), ROWS_PER_STATEMENT)]
 
 
-def _insert_new(tx: Tx, votes: list[Vote]) -> set[str]:
-    """Inserts votes whose battle has none yet; returns the battle ids inserted."""
+def _placeholders(width: int) -> str:
+    return "(" + ", ".join("?" * width) + ")"
+
+
+def insert_new(tx: Tx, table: str, columns: str, rows: list[tuple[Any, ...]]) -> set[str]:
+    """Inserts the rows whose key is not in ``table`` yet; returns the keys inserted.
+
+    The key is the first of ``columns``, the table's primary key, and each row's first value.
+    """
+    key = columns.split(",", 1)[0].strip()
+    one = _placeholders(len(columns.split(",")))
     inserted: set[str] = set()
-    for chunk in _chunks(votes):
-        ids = [v.battle_id for v in chunk]
+    for chunk in _chunks(rows):
         if tx.dialect.name == "postgresql":
             # Another replica may insert concurrently: RETURNING says what we won.
-            returning = " RETURNING battle_id"
+            returning = f" RETURNING {key}"
             fresh = chunk
         else:
             # BEGIN IMMEDIATE holds SQLite's write lock, so nothing can change between
-            # this check and the insert; one statement instead of one per vote.
+            # this check and the insert; one statement instead of one per row.
+            ids = tuple(row[0] for row in chunk)
             taken = {
                 r[0]
                 for r in tx.query(
-                    f"SELECT battle_id FROM votes WHERE battle_id IN ({', '.join('?' * len(ids))})",
-                    tuple(ids),
+                    f"SELECT {key} FROM {table} WHERE {key} IN ({', '.join('?' * len(ids))})",
+                    ids,
                 )
             }
             returning = ""
-            fresh = [v for v in chunk if v.battle_id not in taken]
+            fresh = [row for row in chunk if row[0] not in taken]
         if not fresh:
             continue
-        params = tuple(p for v in fresh for p in _vote_params(v))
         count = tx.execute(
-            f"INSERT INTO votes ({VOTE_COLUMNS}) VALUES {', '.join([_VOTE_PARAMS] * len(fresh))} "
-            "ON CONFLICT (battle_id) DO NOTHING" + returning,
-            params,
+            f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(fresh))} "
+            f"ON CONFLICT ({key}) DO NOTHING" + returning,
+            tuple(p for row in fresh for p in row),
         )
         if returning:
             inserted.update(r[0] for r in tx.fetchall())
         elif count != len(fresh):
-            raise RuntimeError(f"expected {len(fresh)} new votes, inserted {count}")
+            raise RuntimeError(f"expected {len(fresh)} new rows in {table}, inserted {count}")
         else:
-            inserted.update(v.battle_id for v in fresh)
+            inserted.update(row[0] for row in fresh)
     return inserted
 
 
-def _add_counts(tx: Tx, votes: list[Vote]) -> None:
-    """Adds votes to vote_counts, in key order so concurrent writers cannot deadlock."""
-    bumps: Counter[tuple[str, str, str, str]] = Counter(
-        (v.category or "", v.model_a, v.model_b, v.winner) for v in votes
-    )
-    rows = sorted(bumps.items())
-    for chunk in _chunks(rows):
+def add_counts(
+    tx: Tx,
+    table: str,
+    keys: tuple[str, ...],
+    bumps: dict[tuple[str, ...], tuple[int, ...]],
+    values: tuple[str, ...] = ("n",),
+) -> None:
+    """Adds each key's amounts to the ``values`` columns of a counts table.
+
+    In key order, so that concurrent writers cannot deadlock.
+    """
+    key_list, value_list = ", ".join(keys), ", ".join(values)
+    one = _placeholders(len(keys) + len(values))
+    update = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
+    for chunk in _chunks(sorted(bumps.items())):
         tx.execute(
-            f"INSERT INTO vote_counts ({_COUNT_KEY}, n) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-            + f" ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET n = vote_counts.n + excluded.n",
-            tuple(p for key, n in chunk for p in (*key, n)),
+            f"INSERT INTO {table} ({key_list}, {value_list}) VALUES "
+            + ", ".join([one] * len(chunk))
+            + f" ON CONFLICT ({key_list}) DO UPDATE SET {update}",
+            tuple(p for key, amounts in chunk for p in (*key, *amounts)),
         )
 
 
@@ -301,19 +320,40 @@ def styled_votes(tx: Tx, limit: int) -> list[tuple[Any, ...]]:
     )
 
 
-def insert_votes(tx: Tx, votes: list[Vote]) -> list[bool]:
-    """Records each battle's first vote and counts it; True per vote recorded.
+def insert_once(
+    tx: Tx,
+    table: str,
+    columns: str,
+    items: list[T],
+    key: Callable[[T], str],
+    params: Callable[[T], tuple[Any, ...]],
+    count: Callable[[Tx, list[T]], None],
+) -> list[bool]:
+    """Stores each key's first item and counts it; True per item stored.
 
-    A battle gets one vote, ever: a later vote for it, in this batch or any
-    other, gets False (the primary key on battle_id backs this up).
+    A key is stored once, ever: a later item with it, in this batch or any
+    other, gets False (the table's primary key backs this up).
     """
-    first: dict[str, Vote] = {}
-    for v in votes:
-        first.setdefault(v.battle_id, v)
-    inserted = _insert_new(tx, list(first.values()))
+    keys = [key(item) for item in items]
+    first: dict[str, int] = {}
+    for n, k in enumerate(keys):
+        first.setdefault(k, n)
+    inserted = insert_new(tx, table, columns, [params(items[n]) for n in first.values()])
     if inserted:
-        _add_counts(tx, [first[b] for b in inserted])
-    return [v.battle_id in inserted and first[v.battle_id] is v for v in votes]
+        count(tx, [items[n] for k, n in first.items() if k in inserted])
+    return [k in inserted and first[k] == n for n, k in enumerate(keys)]
+
+
+def _count_votes(tx: Tx, votes: list[Vote]) -> None:
+    tally = Counter((v.category or "", v.model_a, v.model_b, v.winner) for v in votes)
+    add_counts(tx, "vote_counts", COUNT_KEY, {key: (n,) for key, n in tally.items()})
+
+
+def insert_votes(tx: Tx, votes: list[Vote]) -> list[bool]:
+    """Records each battle's first vote and counts it in vote_counts; True per vote recorded."""
+    return insert_once(
+        tx, "votes", VOTE_COLUMNS, votes, lambda v: v.battle_id, _vote_params, _count_votes
+    )
 
 
 def vote_from_row(row: tuple[Any, ...]) -> Vote:

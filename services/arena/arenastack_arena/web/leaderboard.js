@@ -20,8 +20,24 @@ function renderTable(rows) {
   for (const r of rows) {
     const tr = document.createElement("tr");
     const ci = r.lower == null ? "" : `+${(r.upper - r.rating).toFixed(1)} / -${(r.rating - r.lower).toFixed(1)}`;
-    tr.append(cell("td", r.rank), cell("td", r.model + (r.flagged ? " (flagged)" : "")),
+    tr.append(cell("td", r.rank), cell("td", r.model),
       cell("td", r.rating.toFixed(1)), cell("td", ci), cell("td", r.votes));
+    body.appendChild(tr);
+  }
+}
+
+// Rated but not ranked: too few battles, or only wins (or only losses) against the rest.
+function renderPreliminary(rows, minBattles) {
+  $("#preliminary-section").hidden = !rows.length;
+  $("#preliminary-hint").textContent = `Models with fewer than ${minBattles} battles, or that have ` +
+    "only won (or only lost) against the others so far, have no reliable rating yet.";
+  const body = $("#preliminary tbody");
+  body.replaceChildren();
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    const why = [r.votes < minBattles && "too few battles",
+      r.flagged && "not connected: only wins or only losses"].filter(Boolean).join("; ");
+    tr.append(cell("td", r.model), cell("td", r.rating.toFixed(1)), cell("td", r.votes), cell("td", why));
     body.appendChild(tr);
   }
 }
@@ -69,22 +85,62 @@ function renderHeatmap(heatmap) {
   box.appendChild(table);
 }
 
+// The verdict sources (human first, then each judge), and "all" once there is a judge.
+async function loadSources() {
+  const response = await fetch("/api/sources");
+  if (!response.ok) return;
+  const { sources } = await response.json();
+  const select = $("#source");
+  const current = select.value || "human";
+  const options = sources.map((s) => [s.source, `${s.source} (${s.votes} votes)`]);
+  if (sources.length > 1) options.push(["all", "all (people and judges)"]);
+  select.replaceChildren(...options.map(([value, label]) => {
+    const o = cell("option", label); o.value = value; o.selected = value === current; return o;
+  }));
+}
+
+const percent = (x) => (x == null ? "n/a" : `${(x * 100).toFixed(1)}%`);
+
+// How often a judge's verdict matches the human vote on the same arena battles.
+async function loadAgreement(source, category) {
+  const box = $("#agreement");
+  box.hidden = true;
+  if (!source.startsWith("judge:")) return;
+  const params = new URLSearchParams({ a: "human", b: source });
+  if (category !== "overall") params.set("category", category);
+  const response = await fetch(`/api/agreement?${params}`);
+  if (!response.ok) return;
+  const data = await response.json();
+  box.textContent = `Agreement with human votes: ${data.battles} battles compared, ` +
+    `${percent(data.withTies)} with ties, ${percent(data.withoutTies.agreement)} without ties ` +
+    `(${data.withoutTies.battles} battles where both picked a winner)`;
+  box.hidden = false;
+}
+
 async function load() {
-  const params = new URLSearchParams({ category: $("#category").value || "overall", style_control: $("#style-control").checked });
+  await loadSources();
+  const source = $("#source").value || "human";
+  const category = $("#category").value || "overall";
+  const params = new URLSearchParams({ source, category, style_control: $("#style-control").checked });
   const response = await fetch(`/api/leaderboard?${params}`);
   const data = await response.json();
   if (!response.ok) { $("#summary").textContent = data.detail || "failed"; return; }
   const select = $("#category");
-  const current = select.value || "overall";
   select.replaceChildren(...(data.categories.length ? data.categories : ["overall"]).map((c) => {
-    const o = cell("option", c); o.value = c; o.selected = c === current; return o;
+    const o = cell("option", c); o.value = c; o.selected = c === category; return o;
   }));
-  $("#summary").textContent = `${data.votes} votes, ${data.rows.length} models`;
+  const preliminary = data.preliminary || [];
+  $("#summary").textContent = `${data.votes} votes, ${data.rows.length} models` +
+    (preliminary.length ? `, ${preliminary.length} preliminary` : "");
   renderTable(data.rows);
+  renderPreliminary(preliminary, data.min_battles);
   renderChart(data.rows);
   renderHeatmap(data.heatmap);
+  await loadAgreement(source, category);
 }
 
+// Categories differ between sources: a new source starts at its overall board.
+$("#source").addEventListener("change", () => { $("#category").replaceChildren(); load(); });
 $("#category").addEventListener("change", load);
 $("#style-control").addEventListener("change", load);
 load();
