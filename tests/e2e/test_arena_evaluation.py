@@ -239,8 +239,9 @@ def _ui_shows_the_judge_board(base: str, source: str) -> None:
         try:
             page = browser.new_page()
             page.goto(base + "/leaderboard")
-            page.get_by_label("Source").select_option(source)
-            expect(page.locator("body")).to_contain_text(JUDGE)
-            expect(page.locator("body")).to_contain_text("agreement")
+            page.select_option("#source", source)
+            expect(page.locator("#agreement")).to_be_visible()
+            expect(page.locator("#agreement")).to_contain_text("2 battles compared")
+            expect(page.locator("body")).to_contain_text(NOISE)
         finally:
             browser.close()

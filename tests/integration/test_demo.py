@@ -50,8 +50,9 @@ def test_kwok_demo_shows_the_stack_and_down_stops_it(tmp_path):
 @pytest.mark.e2e
 def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena():
     """What `make demo` does: the chart's operator pod turns the sample into a real Ray
-    cluster whose workers compute the job, serves two models through their routers, and
-    runs the arena over them."""
+    cluster whose workers compute the job, serves two models through their routers (one of
+    them the real instruct model), runs the arena over them, and an evaluation judged by the
+    instruct model."""
     # Not under /tmp: the local node gives each container a private /tmp, which would
     # hide a node state folder kept there from the container's own process wrapper.
     state = REPO_ROOT / ".state" / f"test-demo-{os.getpid()}"
@@ -64,16 +65,23 @@ def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena():
         assert 'arenastack_operator_managed_objects{kind="RayCluster",phase="Ready"} 1.0' in out
         # Two models served through their routers...
         assert re.search(
-            r"tiny-a\s+tiny-a\s+1\s+http://tiny-a-router\.demo\.svc\.cluster\.local:8000/v1", out
+            r"smollm2\s+smollm2\s+1\s+http://smollm2-router\.demo\.svc\.cluster\.local:8000/v1", out
         )
-        assert "tiny-a via http://" in out and "tiny-b via http://" in out
+        assert "smollm2 via http://" in out and "tiny via http://" in out
+        # The instruct model's answer is readable: SmolLM2 greets back in English.
+        (answer,) = re.findall(r"smollm2 via \S+: '(.*)'", out)
+        assert re.search(r"[Hh]ello|[Hh]i\b|[Gg]reetings|[Ww]elcome", answer), answer
         # ...and the arena seeded from the real counts, then one battle between them.
         assert "leaderboard from 1,670,250 real battles (2024-08-14)" in out
         assert re.search(r"\n\s+1\s+chatgpt-4o-latest\s+1315\.\d", out)
         assert re.search(r"\n\s+61\s+mixtral-8x7b-instruct-v0\.1\s+1114\.0\n", out)
-        assert "voted model_a -> revealed: A = tiny-" in out
+        assert re.search(r"voted model_a -> revealed: A = (smollm2|tiny), B = (smollm2|tiny)", out)
         assert "leaderboard now counts 1,670,251 battles" in out
         assert re.search(r"battle page http://[\d.]+:8080/", out)
+        # The evaluation ran to the end and printed its judge board.
+        assert re.search(r"mt-bench-demo\s+Succeeded\s+smollm2\s+3\s", out), out[-3000:]
+        assert "battles: planned 3, judged 3, errors 0, unparseable verdicts 0" in out
+        assert re.search(r"judge judge:smollm2: position consistency \d\.\d\d", out)
     finally:
         down = _demo("down", state, "local")
     assert down.returncode == 0, down.stderr
