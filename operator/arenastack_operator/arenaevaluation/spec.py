@@ -379,6 +379,11 @@ class Standing(ApiModel):
     preliminary: bool | None = Field(
         default=None, description="Too few battles to rank: shown apart."
     )
+    human_rating: float | None = Field(
+        default=None,
+        description="For a contestant that is the judge or of its family: its rating on the "
+        "arena's human board, beside the judge's (self-enhancement shown both ways).",
+    )
 
 
 class HumanAgreement(ApiModel):
@@ -431,7 +436,11 @@ class ArenaEvaluationStatus(ApiModel):
         default=None, description="Contestants and judge that are not Ready yet."
     )
     judge_name: str | None = Field(default=None, description="The judge, for the printer.")
-    leader: str | None = Field(default=None, description="Rank 1 of the judge board.")
+    leader: str | None = Field(
+        default=None,
+        description="Rank 1 of the judge board (while nobody has enough battles to rank: the "
+        "best rated, marked preliminary in the ranking).",
+    )
     progress: Progress | None = Field(default=None, description="Battles of the current run.")
     start_time: Timestamp | None = Field(default=None, description="When the run started.")
     completion_time: Timestamp | None = Field(default=None, description="When it finished.")

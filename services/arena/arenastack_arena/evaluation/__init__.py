@@ -5,6 +5,11 @@ untrusted answers, verdict parsing and combination of both orders, battle
 identities and plans, adaptive pair sampling (and its simulator), and judge
 agreement measures. The runner around it generates answers, calls the judge
 and posts games to the arena service.
+
+The runner (``python -m arenastack_arena.evaluation --config run.json``, the
+ArenaEvaluation Job) lives in the modules this package does not import:
+config (run.json), planning, judging, pipeline (the asyncio pipeline),
+openai_client, arena_client, kube_status, report, runner and __main__.
 """
 
 from arenastack_arena.evaluation.agreement import (
