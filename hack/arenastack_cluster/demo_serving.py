@@ -28,6 +28,7 @@ from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.processes import ClusterError, poll
 from arenastack_cluster.vllmenv import (
     FAST_ENGINE_ARGS,
+    JUDGE_ENGINE_ARGS,
     JUDGE_MAX_MODEL_LEN,
     judge_model,
     tiny_model,
@@ -76,7 +77,9 @@ def _ready_pod_ip(cluster: LocalCluster, namespace: str, selector: str) -> str |
     return None
 
 
-def _inference_deployment(name: str, model_path: str, max_model_len: int) -> dict[str, Any]:
+def _inference_deployment(
+    name: str, model_path: str, max_model_len: int, engine_args: list[str]
+) -> dict[str, Any]:
     return {
         "apiVersion": constants.API_VERSION,
         "kind": "InferenceDeployment",
@@ -85,7 +88,7 @@ def _inference_deployment(name: str, model_path: str, max_model_len: int) -> dic
             # float32: in bfloat16 the CPU engine's answers are noise even for the real model.
             "model": {"path": model_path, "servedModelName": name, "dtype": "float32"},
             "gpusPerReplica": 0,
-            "engine": {"maxModelLen": max_model_len, "extraArgs": FAST_ENGINE_ARGS},
+            "engine": {"maxModelLen": max_model_len, "extraArgs": engine_args},
             "router": {"policy": "roundRobin"},
         },
     }
@@ -119,9 +122,10 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
     _section("two small models behind vLLM's router (InferenceDeployment)")
     python = vllm_python(link_runtime=True)
     bodies = [
-        _inference_deployment(INSTRUCT_MODEL, str(judge_model(python)), JUDGE_MAX_MODEL_LEN),
+        _inference_deployment(INSTRUCT_MODEL, str(judge_model(python)), JUDGE_MAX_MODEL_LEN,
+                              JUDGE_ENGINE_ARGS),
         _inference_deployment(NOISE_MODEL, str(tiny_model(python, "tiny-llama", NOISE_SEED)),
-                              NOISE_MAX_MODEL_LEN),
+                              NOISE_MAX_MODEL_LEN, FAST_ENGINE_ARGS),
     ]  # fmt: skip
     cluster.kubectl("create", "namespace", namespace, check=False)
     applied = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(bodies))

