@@ -97,7 +97,7 @@ def _evaluation(name: str, prompts: dict[str, Any]) -> dict[str, Any]:
         "spec": {
             "contestants": [
                 {"name": JUDGE, "inferenceDeploymentRef": {"name": JUDGE}, "family": "smollm2",
-                 "sampling": {"maxTokens": 48, "temperature": 0}},
+                 "sampling": {"maxTokens": 48, "temperature": 0}, "pricePerMillionTokens": 0.5},
                 {"name": NOISE, "inferenceDeploymentRef": {"name": NOISE},
                  "sampling": {"maxTokens": 48, "temperature": 0}},
             ],
@@ -182,6 +182,10 @@ def test_evaluation_ranks_real_contestants_and_its_judge_meets_human_votes(stack
     for row in ranking.values():
         assert row["ciLower"] <= row["rating"] <= row["ciUpper"] and row["battles"] == 2
     assert ranking[JUDGE]["winRateVsBaseline"] is not None
+    # Tokens as the engines counted them; the cost only where a price was given.
+    assert all(0 < row["outputTokens"] <= 2 * 48 for row in ranking.values())
+    assert ranking[JUDGE]["cost"] == pytest.approx(ranking[JUDGE]["outputTokens"] * 0.5e-6)
+    assert "cost" not in ranking[NOISE]
     judge = done["judge"]
     assert judge["source"] == f"judge:{JUDGE}" and judge["selfEnhancement"] == [JUDGE]
     assert 0.0 <= judge["positionConsistency"] <= 1.0
@@ -219,7 +223,11 @@ def test_evaluation_ranks_real_contestants_and_its_judge_meets_human_votes(stack
     rejudged = poll("the re-judging to succeed", lambda: _finished(cl, "humans"),
                     EVALUATION_TIMEOUT_S)  # fmt: skip
     agreement = rejudged["judge"]["humanAgreement"]
-    assert agreement["battles"] == 2
+    voted = json.loads(_judge_call(stack, "/api/arena-battles?limit=10"))["battles"]
+    if agreement["battles"] != 2:  # the assertion's own message would be cut short
+        diagnosis = {"status": rejudged, "voted": voted, "runner": _runner_logs(cl, "humans")}
+        Path("/tmp/arenaevaluation-e2e.json").write_text(json.dumps(diagnosis, indent=1))
+    assert agreement["battles"] == 2, "see /tmp/arenaevaluation-e2e.json"
     assert agreement["withTies"] is not None and 0.0 <= agreement["withTies"] <= 1.0
     compared = json.loads(_judge_call(stack, f"/api/agreement?a=human&b=judge:{JUDGE}"))
     assert compared["battles"] == 2

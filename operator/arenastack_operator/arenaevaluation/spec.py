@@ -379,6 +379,13 @@ class Standing(ApiModel):
     preliminary: bool | None = Field(
         default=None, description="Too few battles to rank: shown apart."
     )
+    output_tokens: NonNegativeInt32 | None = Field(
+        default=None, description="Tokens the contestant generated in this run's answers."
+    )
+    cost: float | None = Field(
+        default=None,
+        description="Those tokens at the contestant's pricePerMillionTokens (none without it).",
+    )
     human_rating: float | None = Field(
         default=None,
         description="For a contestant that is the judge or of its family: its rating on the "

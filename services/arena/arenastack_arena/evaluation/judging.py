@@ -16,6 +16,7 @@ from arenastack_arena.evaluation.config import Judge, RunConfig
 from arenastack_arena.evaluation.identity import ORDER_AB, ORDER_BA
 from arenastack_arena.evaluation.planning import PlannedBattle
 from arenastack_arena.evaluation.template import (
+    REASON_MAX_CHARS,
     JudgeRequest,
     JudgeTemplate,
     render,
@@ -27,6 +28,10 @@ from arenastack_arena.evaluation.verdicts import Game, Verdict, combine, mirror,
 # long answer is still a result; categories outside its pattern are left out.
 MAX_TEXT_CHARS = 64 * 1024
 TRUNCATED = "\n[... truncated by the evaluation runner]"
+# The structured verdict's JSON without the reason's text ({"reason": "", "verdict": "A>>B"}
+# and whitespace the grammar allows) stays well under this many tokens.
+VERDICT_TOKENS = 48
+MIN_REASON_CHARS = 16
 CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,62}$")
 
 
@@ -62,14 +67,20 @@ def judge_request(
     )
 
 
+def reason_budget(max_tokens: int) -> int:
+    """Characters the reason may take so that the verdict after it still fits in the judge's
+    max tokens: a token is at least one character, and the JSON around the reason and the
+    verdict take under VERDICT_TOKENS. Without this bound a small judge's reason runs to the
+    token limit and the cut JSON has no verdict."""
+    return max(MIN_REASON_CHARS, min(REASON_MAX_CHARS, max_tokens - VERDICT_TOKENS))
+
+
 def response_format(judge: Judge) -> dict[str, Any] | None:
     """vLLM's OpenAI server constrains the reply to this schema: every verdict parses."""
     if not judge.structured_output:
         return None
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "verdict", "schema": verdict_json_schema(judge.scale)},
-    }
+    schema = verdict_json_schema(judge.scale, reason_budget(judge.max_tokens))
+    return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}
 
 
 def games_of(results: Sequence[OrderResult], judge: Judge) -> tuple[tuple[Game, ...], bool | None]:

@@ -60,6 +60,8 @@ class ChatError(Exception):
 class Completion:
     text: str
     finish_reason: str | None = None
+    # usage.completion_tokens where the endpoint reports it (priced per million).
+    tokens: int | None = None
 
 
 @contextlib.asynccontextmanager
@@ -201,7 +203,13 @@ def _from_payload(payload: Any, where: str) -> Completion:
         raise ChatError(
             f"{where}: reply has no choices[0].message", retryable=True, unreachable=False
         ) from None
-    return Completion(text if isinstance(text, str) else "", choice.get("finish_reason"))
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return Completion(
+        text if isinstance(text, str) else "",
+        choice.get("finish_reason"),
+        tokens if isinstance(tokens, int) and tokens >= 0 else None,
+    )
 
 
 async def _read_events(response: aiohttp.ClientResponse, where: str) -> Completion:

@@ -196,6 +196,8 @@ class Pipeline:
         self.on_stored = on_stored
         self.slots = Slots(config.concurrency)
         self.timeline = Timeline()
+        # Output tokens per contestant of the answers this process generated (for the cost).
+        self.output_tokens: dict[str, int] = {}
         self._by_name: dict[str, Contestant] = {c.name: c for c in config.contestants}
         self._answers: dict[tuple[str, str], asyncio.Task[Answer]] = {}
         self._needs: Counter[tuple[str, str]] = Counter()
@@ -275,6 +277,8 @@ class Pipeline:
                 return Answer(None, str(err))
             answers.append(completion.text)
             messages.append({"role": "assistant", "content": completion.text})
+            if completion.tokens is not None:
+                self.output_tokens[name] = self.output_tokens.get(name, 0) + completion.tokens
         self.timeline.mark_answer()
         return Answer(tuple(answers))
 

@@ -142,6 +142,23 @@ def _round(value: float, digits: int = 2) -> float | None:
     return round(float(value), digits) if math.isfinite(value) else None
 
 
+def add_costs(
+    entries: Sequence[dict[str, Any]], config: RunConfig, tokens: Mapping[str, int]
+) -> None:
+    """Each contestant's output tokens and, where it has a price per million, their cost.
+    The tokens are those of the answers this runner process generated: after a restart the
+    answers stored before it are not asked again, and their tokens are not known."""
+    prices = {c.name: c.price_per_million_tokens for c in config.contestants}
+    for entry in entries:
+        used = tokens.get(entry["name"])
+        if used is None:
+            continue
+        entry["outputTokens"] = used
+        price = prices.get(entry["name"])
+        if price is not None:
+            entry["cost"] = round(used * price / 1_000_000, 6)
+
+
 def leader(entries: Sequence[Mapping[str, Any]]) -> str | None:
     """Rank 1 (the best rated of those sharing it); when nobody is ranked yet (a small
     evaluation: every contestant has few battles), the best rated, whose entry says it is

@@ -206,6 +206,7 @@ async def run(
 
         rows = this_run(await arena.export(ev.namespace, ev.name, EXPORT_FIELDS), config)
         summary = await _final_report(config, arena, rows, human, progress)
+        report.add_costs(summary["ranking"], config, pipeline.output_tokens)
         await status.write(
             {
                 k: summary[k]
