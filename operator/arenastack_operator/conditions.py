@@ -56,3 +56,36 @@ def _condition(
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """`upsert_condition` for a condition that is either True or False."""
+    status = "True" if ok else "False"
+    return upsert_condition(
+        conditions, type_=type_, status=status, reason=reason, message=message,
+        generation=generation, now=now,
+    )  # fmt: skip
+
+
+def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether `new` differs from `previous` in more than condition timestamps: a status at
+    rest is never rewritten."""
+
+    def comparable(status: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(status)
+        out["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in status.get("conditions") or []
+        ]
+        return out
+
+    return comparable(previous) != comparable(new)

@@ -11,6 +11,7 @@ from arenastack_operator.arenaevaluation import builders, names
 from arenastack_operator.arenaevaluation import status as st
 from arenastack_operator.arenaevaluation.builders import Owner, Target
 from arenastack_operator.arenaevaluation.spec import ArenaEvaluationSpec
+from arenastack_operator.conditions import status_changed
 from arenastack_operator.schema.base import SecretKeyReference
 
 OWNER = Owner("eval", "team", "uid-1", run=3)
@@ -237,5 +238,5 @@ def test_suspend_is_not_part_of_a_run_but_every_other_field_is():
 def test_unchanged_status_is_not_rewritten():
     first = build(job=_job(active=1))
     again = build(first, job=_job(active=1), now="2026-12-01T11:00:00Z")
-    assert not st.changed(first, again)
-    assert st.changed(first, build(first, job=_job(suspend=True)))
+    assert not status_changed(first, again)
+    assert status_changed(first, build(first, job=_job(suspend=True)))

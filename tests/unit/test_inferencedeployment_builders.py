@@ -8,6 +8,7 @@ import pydantic
 import pytest
 
 from arenastack_operator import constants
+from arenastack_operator.conditions import status_changed
 from arenastack_operator.inferencedeployment import (
     engine,
     enginemetrics,
@@ -357,8 +358,8 @@ def test_status_model_load_failed() -> None:
 def test_status_unchanged_when_only_transition_time_would_move() -> None:
     first = build([pod("a", ready=True)])
     again = build([pod("a", ready=True)], previous=first, now="2026-11-28T01:00:00Z")
-    assert not status_mod.changed(first, again)
-    assert status_mod.changed(first, build([], previous=first))
+    assert not status_changed(first, again)
+    assert status_changed(first, build([], previous=first))
 
 
 # -- engine metrics and autoscaling -------------------------------------------------------------

@@ -24,7 +24,7 @@ from arenastack_operator.arenaevaluation import builders, names
 from arenastack_operator.arenaevaluation import spec as s
 from arenastack_operator.arenaevaluation import status as status_mod
 from arenastack_operator.arenaevaluation.builders import Owner, Target
-from arenastack_operator.conditions import now_rfc3339
+from arenastack_operator.conditions import now_rfc3339, status_changed
 from arenastack_operator.controller import describe_invalid, key_of, replace_patch
 from arenastack_operator.kubeclient import CONFLICT, ApiError, KubeClient, core_path, group_path
 from arenastack_operator.metrics import OperatorMetrics
@@ -262,7 +262,7 @@ class Controller(controller.Controller):
             runner_message=runner_message,
             now=now_rfc3339(),
         )
-        if not status_mod.changed(previous, new):
+        if not status_changed(previous, new):
             return
         # Conditional on what was read: the runner writes its progress concurrently, and what
         # it wrote meanwhile must fail this write (409, retried), not be dropped.

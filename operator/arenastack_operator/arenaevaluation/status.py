@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from arenastack_operator import constants
 from arenastack_operator.arenaevaluation import spec as s
-from arenastack_operator.conditions import upsert_condition
+from arenastack_operator.conditions import set_condition
 
 RUNNER_FIELDS: Final = ("progress", "ranking", "judge", "results", "leader")
 
@@ -137,15 +137,8 @@ def _conditions(
 
     def put(type_: str, value: bool, why: str, text: str) -> None:
         nonlocal conditions
-        conditions = upsert_condition(
-            conditions,
-            type_=type_,
-            status="True" if value else "False",
-            reason=why,
-            message=text,
-            generation=generation,
-            now=now,
-        )
+        conditions = set_condition(conditions, type_, value, why, text,
+                                   generation=generation, now=now)  # fmt: skip
 
     succeeded = phase == s.PHASE_SUCCEEDED
     put(constants.CONDITION_READY, succeeded, reason, message)
@@ -167,17 +160,3 @@ def _degradation(status: Mapping[str, Any]) -> tuple[str, str] | None:
     if progress.get("errors"):
         return REASON_BATTLE_ERRORS, f"{progress['errors']} battles failed"
     return None
-
-
-def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether `new` differs from `previous` in more than condition timestamps."""
-
-    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(status)
-        out["conditions"] = [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"}
-            for c in status.get("conditions") or []
-        ]
-        return out
-
-    return strip(previous) != strip(new)

@@ -24,7 +24,7 @@ import pydantic
 from kubernetes.client import Configuration
 
 from arenastack_operator import constants, controller, reconcile
-from arenastack_operator.conditions import now_rfc3339
+from arenastack_operator.conditions import now_rfc3339, status_changed
 from arenastack_operator.controller import Key, RetryLater, describe_invalid, replace_patch
 from arenastack_operator.inferencedeployment import (
     engine,
@@ -238,7 +238,7 @@ class Controller(controller.Controller):
             problem=problem,
             now=now_rfc3339(),
         )
-        if not status_mod.changed(previous, new):
+        if not status_changed(previous, new):
             return
         # Conditional on what was read: the autoscaler writes status.replicas concurrently, and
         # a decision it made meanwhile must fail this write (409, retried), not be overwritten.

@@ -167,19 +167,6 @@ def observed_demand(demand: Demand, idle_s: float, now: datetime) -> dict[str, A
     }
 
 
-def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
-    result = dict(status)
-    result["conditions"] = [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"}
-        for c in status.get("conditions") or []
-    ]
-    return result
-
-
-def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return _comparable(previous) != _comparable(new)
-
-
 def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
     for c in status.get("conditions") or []:
         if c.get("type") == type_:

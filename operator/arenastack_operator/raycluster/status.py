@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from arenastack_operator.conditions import upsert_condition
+from arenastack_operator.conditions import set_condition
 from arenastack_operator.raycluster import podstate, resources
 from arenastack_operator.raycluster.model import Cluster
 from arenastack_operator.raycluster.podstate import Pod
@@ -67,15 +67,8 @@ def build_status(
 
     def condition(type_: str, ok: bool, reason: str, message: str) -> None:
         nonlocal conditions
-        conditions = upsert_condition(
-            conditions,
-            type_=type_,
-            status="True" if ok else "False",
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
+        conditions = set_condition(conditions, type_, ok, reason, message,
+                                   generation=generation, now=now)  # fmt: skip
 
     if failure is not None:
         condition(CONDITION_REPLICA_FAILURE, True, failure.reason, failure.message)
