@@ -156,7 +156,7 @@ def add_costs(
         entry["outputTokens"] = used
         price = prices.get(entry["name"])
         if price is not None:
-            entry["cost"] = round(used * price / 1_000_000, 6)
+            entry["cost"] = round(used * price / 1_000_000, 12)
 
 
 def leader(entries: Sequence[Mapping[str, Any]]) -> str | None:
