@@ -148,12 +148,20 @@ class Data:
     fastchat_import_s: float
 
 
-def select(questions: list[dict[str, Any]], per_category: int, quick: bool) -> list[dict]:
-    """The first `per_category` questions of each category, in file order."""
+def select(
+    questions: list[dict[str, Any]],
+    per_category: int,
+    quick: bool,
+    categories: tuple[str, ...] | None = None,
+) -> list[dict]:
+    """The first `per_category` questions of each category (of `categories`, if given), in
+    file order."""
     taken: Counter[str] = Counter()
     chosen = []
     for q in questions:
         if quick and (q["category"] not in QUICK_CATEGORIES or taken[q["category"]]):
+            continue
+        if categories is not None and q["category"] not in categories:
             continue
         if taken[q["category"]] < per_category:
             taken[q["category"]] += 1
@@ -209,9 +217,15 @@ def fastchat_probe(fc_python: Path) -> tuple[str, float]:
     return system, round(seconds, 2)
 
 
-def prepare(workdir: Path, per_category: int, quick: bool, fc_python: Path) -> Data:
+def prepare(
+    workdir: Path,
+    per_category: int,
+    quick: bool,
+    fc_python: Path,
+    categories: tuple[str, ...] | None = None,
+) -> Data:
     questions, references = mt_bench()
-    chosen = select(questions, per_category, quick)
+    chosen = select(questions, per_category, quick, categories)
     data = workdir / "data"
     data.mkdir()
     # Ours: the MT-Bench lines as they are, with GPT-4's reference answers exactly where
@@ -443,6 +457,11 @@ def parse_args() -> argparse.Namespace:
                         default=DEFAULT_QUESTIONS_PER_CATEGORY,
                         help="MT-Bench questions per category (8 categories, 10 each)")  # fmt: skip
     parser.add_argument(
+        "--categories",
+        default=None,
+        help="only these MT-Bench categories, comma-separated (default: all eight)",
+    )
+    parser.add_argument(
         "--runs",
         type=int,
         default=None,
@@ -492,7 +511,10 @@ def main() -> None:
     started = time.monotonic()
     records: list[dict[str, Any]] = []
     try:
-        data = prepare(workdir, args.questions_per_category, quick, fc_python)
+        categories = (
+            tuple(c.strip() for c in args.categories.split(",")) if args.categories else None
+        )
+        data = prepare(workdir, args.questions_per_category, quick, fc_python, categories)
         print(f"{len(data.questions)} questions: "
               f"{[q['question_id'] for q in data.questions]}; runs {runs_of}",
               flush=True)  # fmt: skip
