@@ -16,7 +16,13 @@ from arenastack_arena.ratings import EloScale, fit_bt, load_leaderbot_json
 from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import ArenaClient
 from arenastack_cluster.cluster import CHART_DIR as CHART
-from arenastack_cluster.demo_serving import ANCHOR, ANCHOR_RATING, arena_values, seed_votes
+from arenastack_cluster.demo_serving import (
+    ANCHOR,
+    ANCHOR_RATING,
+    JUDGE_SECRET,
+    arena_values,
+    seed_votes,
+)
 from arenastack_cluster.processes import ClusterError
 
 pytestmark = pytest.mark.integration
@@ -244,6 +250,9 @@ def test_arena_pod_on_the_local_node_serves_the_seeded_leaderboard(local_cluster
     token = "local-node-token"
     cl.kubectl("create", "secret", "generic", ADMIN_SECRET, "-n", namespace,
                f"--from-literal=token={token}")  # fmt: skip
+    # The demo's values name the judge API's Secret too; the pod would not start without it.
+    cl.kubectl("create", "secret", "generic", JUDGE_SECRET, "-n", namespace,
+               "--from-literal=token=local-node-judge-token")  # fmt: skip
     values = tmp_path / "values.yaml"
     model = {"name": "m1", "endpoint": "http://m1-router.x.svc:8000/v1"}
     values.write_text(yaml.safe_dump(arena_values([model])))
