@@ -46,7 +46,12 @@ def _questions() -> str:
             question = json.loads(line)
             if question["category"] in CATEGORIES:
                 picked.setdefault(question["category"], question)
-    lines = [json.dumps({**q, "turns": q["turns"][:1]}) for q in picked.values()]
+    lines = []
+    for q in picked.values():
+        first = {**q, "turns": q["turns"][:1]}
+        if "reference" in q:  # one reference answer per turn
+            first["reference"] = q["reference"][:1]
+        lines.append(json.dumps(first))
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +98,9 @@ def show_evaluation(cluster: LocalCluster, namespace: str) -> None:
                                 "--from-file=question.jsonl=/dev/stdin", "--dry-run=client",
                                 "-o", "yaml", input=_questions()).stdout  # fmt: skip
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=configmap)
+    # A fresh run each time the demo comes up (an unchanged spec would keep the last one).
+    cluster.kubectl("delete", "arenaevaluation", EVALUATION, "-n", namespace,
+                    "--ignore-not-found", "--wait=true")  # fmt: skip
     applied = cluster.kubectl("apply", "-n", namespace, "-f", "-",
                               input=yaml.safe_dump(evaluation()))  # fmt: skip
     print(applied.stdout.strip())
