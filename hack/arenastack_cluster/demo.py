@@ -101,16 +101,25 @@ def _apply_sample(cluster: LocalCluster) -> None:
     print(cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(SAMPLE)).stdout.strip())
 
 
-def up_local() -> None:
-    cluster = LocalCluster(profile="local", pod_cidr=os.environ.get("ARENASTACK_POD_CIDR"))
-    cluster.up()
-    _install_chart(cluster)
+def _operator_ip(cluster: LocalCluster) -> str:
+    """The ready operator pod's address (a rollout leaves the old pod terminating a while)."""
     # By label: once the arena runs in the same namespace, a repeat `demo up` lists it too.
     operator_pods = cluster.kubectl(
         "get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator", "-o", "json"
     )  # fmt: skip
-    pods = json.loads(operator_pods.stdout)["items"]
-    operator_ip = pods[0]["status"]["podIP"]
+    for pod in json.loads(operator_pods.stdout)["items"]:
+        ready = any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in pod["status"].get("conditions") or [])  # fmt: skip
+        if ready and not pod["metadata"].get("deletionTimestamp"):
+            return pod["status"]["podIP"]
+    raise ClusterError(f"no ready operator pod in {NAMESPACE}")
+
+
+def up_local() -> None:
+    cluster = LocalCluster(profile="local", pod_cidr=os.environ.get("ARENASTACK_POD_CIDR"))
+    cluster.up()
+    _install_chart(cluster)
+    operator_ip = _operator_ip(cluster)
     print(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide").stdout)
 
     _apply_sample(cluster)
@@ -135,6 +144,7 @@ def up_local() -> None:
     cluster.kubectl("rollout", "status", f"deployment/{RELEASE}-operator", "-n", NAMESPACE,
                     "--timeout=180s")  # fmt: skip
     show_evaluation(cluster, DEMO_NAMESPACE)
+    operator_ip = _operator_ip(cluster)  # the restarted pod's
 
     _section(f"operator metrics (http://{operator_ip}:8080/metrics, ours only)")
     print(_our_metrics(f"http://{operator_ip}:8080/metrics"))
