@@ -3,7 +3,7 @@
 # through the Go module proxy, into a cache outside the repository.
 #
 #   hack/toolchain.sh [PART...]  build what is missing, print the bin folder;
-#                                PART: controlplane (etcd, Kubernetes, kwok, helm),
+#                                PART: controlplane (etcd, Kubernetes with the kubelet, kwok, helm),
 #                                monitoring (prometheus, promtool) or samples
 #                                (KubeRay's sample manifests, the tests' compat
 #                                corpus, in <bin>/../kuberay-samples); default all three;
@@ -93,7 +93,7 @@ build() {
 k8s_minor() { local m=${K8S_VERSION#v1.}; echo "${m%%.*}"; }
 
 k8s() {
-  built kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy && {
+  built kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy kubelet && {
     echo "toolchain: kubernetes $K8S_VERSION cached"; return; }
   need_go
   local dir gomod staging
@@ -125,7 +125,8 @@ k8s() {
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
     kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
     kubectl=k8s.io/kubernetes/cmd/kubectl \
-    kube-proxy=k8s.io/kubernetes/cmd/kube-proxy
+    kube-proxy=k8s.io/kubernetes/cmd/kube-proxy \
+    kubelet=k8s.io/kubernetes/cmd/kubelet
   LDFLAGS=""
 }
 

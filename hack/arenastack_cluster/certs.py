@@ -97,6 +97,61 @@ def _sign(
     return builder.sign(ca_key, hashes.SHA256())
 
 
+def _load_ca(pki: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return cert, key
+
+
+def _issue(
+    pki: Path,
+    stem: str,
+    subject: x509.Name,
+    usage: ExtendedKeyUsageOID,
+    sans: list[x509.GeneralName] | None = None,
+) -> None:
+    ca_cert, ca_key = _load_ca(pki)
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_key(pki / f"{stem}.key", key)
+    _write_cert(
+        pki / f"{stem}.crt",
+        _sign(subject, key.public_key(), ca_cert, ca_key, usage=usage, sans=sans),
+    )
+
+
+def ensure_node_pki(pki: Path, node: str, node_ip: str) -> None:
+    """A real kubelet's identities, made once per node address: its client certificate as
+    the node authorizer and NodeRestriction expect it (system:node:<name> in system:nodes),
+    its serving certificate, and the apiserver's client certificate for logs, exec and
+    port-forward."""
+    serving = pki / "kubelet-serving.crt"
+    if serving.exists():
+        cert = x509.load_pem_x509_certificate(serving.read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if ipaddress.ip_address(node_ip) in sans.get_values_for_type(x509.IPAddress):
+            return
+    _issue(
+        pki,
+        "node",
+        _name(f"system:node:{node}", ("system:nodes",)),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    _issue(
+        pki,
+        "kubelet-serving",
+        _name(f"system:node:{node}", ("system:nodes",)),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.DNSName(node), x509.IPAddress(ipaddress.ip_address(node_ip))],
+    )
+    _issue(
+        pki,
+        "apiserver-kubelet-client",
+        _name("kube-apiserver-kubelet-client", ("system:masters",)),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+
+
 def ensure_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
     """Create the CA, serving and client certificates unless they exist."""
     pki.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,15 @@ import yaml
 
 from arenastack_cluster import nodes
 from arenastack_cluster.certs import CLIENTS, ensure_pki
+from arenastack_cluster.kubeletnode import node as kubeletnode
+from arenastack_cluster.layout import (  # noqa: F401 (REPO_ROOT, CHART_DIR: callers' names)
+    CHART_DIR,
+    CLUSTER_DOMAIN,
+    REPO_ROOT,
+    SERVICE_CIDR,
+    TOOLCHAIN_SCRIPT,
+)
+from arenastack_cluster.localnode import profile as localprofile
 from arenastack_cluster.processes import (
     ClusterError,
     Process,
@@ -27,14 +36,14 @@ from arenastack_cluster.processes import (
     wait_for,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLCHAIN_SCRIPT = REPO_ROOT / "hack" / "toolchain.sh"
-CHART_DIR = REPO_ROOT / "charts" / "arenastack"
-SERVICE_CIDR = "10.96.0.0/16"
-CLUSTER_DOMAIN = "cluster.local"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# The local profile runs pods for real on a local node (arenastack_cluster.localnode).
+# The local profile runs pods for real on a local node: the process runner
+# (arenastack_cluster.localnode) or the upstream kubelet with containerd
+# (arenastack_cluster.kubeletnode), chosen by --node or ARENASTACK_LOCAL_NODE.
 LOCAL_COMPONENTS = (*COMPONENTS[:4], "kube-proxy", "coredns", "localnode")
+KUBELET_COMPONENTS = (*COMPONENTS[:4], "containerd", "kubelet", "kube-proxy", "coredns")
+NODE_KINDS = ("process", "kubelet")
+NODE_ENV = "ARENASTACK_LOCAL_NODE"
 LOOPBACK = "127.0.0.1"
 # Controllers the tests and the operator rely on, named as kube-controller-manager
 # names them; the rest of its defaults stay on too.
@@ -80,14 +89,25 @@ class LocalCluster:
     """A control plane whose state lives in ``state``; safe to `up` repeatedly."""
 
     def __init__(
-        self, state: Path | None = None, profile: str = "kwok", pod_cidr: str | None = None
+        self,
+        state: Path | None = None,
+        profile: str = "kwok",
+        pod_cidr: str | None = None,
+        node: str | None = None,
     ) -> None:
         default = os.environ.get("ARENASTACK_STATE") or REPO_ROOT / ".state" / f"cluster-{profile}"
         self.state = Path(state or default).resolve()
         self.profile = profile
         self.pki = self.state / "pki"
         self.kubeconfig = self.state / "kubeconfig"
-        self.components = LOCAL_COMPONENTS if profile == "local" else COMPONENTS
+        # A running cluster's node kind is the one it was started with.
+        self.node = node or self._read_meta().get("node") or os.environ.get(NODE_ENV, "process")
+        if self.node not in NODE_KINDS:
+            raise ClusterError(f"{NODE_ENV}={self.node!r}: the local node is one of {NODE_KINDS}")
+        if profile != "local":
+            self.components = COMPONENTS
+        else:
+            self.components = KUBELET_COMPONENTS if self.node == "kubelet" else LOCAL_COMPONENTS
         self.procs = {name: Process(self.state, name) for name in self.components}
         self.pod_cidr = pod_cidr
         self._bin: Path | None = None
@@ -218,15 +238,18 @@ class LocalCluster:
         (self.state / "etcd").mkdir(parents=True, exist_ok=True)
         host = LOOPBACK
         if self.profile == "local":
-            from arenastack_cluster.localnode import profile as localprofile  # imports this module
-
             host = localprofile.prepare(self, ports.apiserver, self.pod_cidr).host_ip
         ensure_pki(self.pki, extra_ips=() if host == LOOPBACK else (host,))
         # Written before any process starts so `down` can always find them.
         meta = {"ports": ports.__dict__, "bin": str(self._bin), "profile": self.profile}
         meta["host"] = host
-        for client in CLIENTS:
-            self._write_kubeconfig(client.file_stem, host, ports.apiserver)
+        stems = [client.file_stem for client in CLIENTS]
+        if self.real_node:
+            kubeletnode.prepare_pki(self, localprofile.node_config(self))
+            meta["node"] = self.node
+            stems.append("node")
+        for stem in stems:
+            self._write_kubeconfig(stem, host, ports.apiserver)
         (self.state / "cluster.json").write_text(json.dumps(meta, indent=2))
         (self.state / "kubeconfig").write_text((self.state / "admin.kubeconfig").read_text())
 
@@ -253,12 +276,18 @@ class LocalCluster:
             f"in {time.monotonic() - t0:.0f} s; kubeconfig {self.kubeconfig}"
         )
 
+    @property
+    def real_node(self) -> bool:
+        """The local profile with the upstream kubelet and containerd."""
+        return self.profile == "local" and self.node == "kubelet"
+
     def down(self, quiet: bool = False) -> None:
+        if self.real_node:
+            # First, while the control plane still answers: pods are drained the normal way.
+            localprofile.stop_node(self)
         for name in reversed(self.components):
             self.procs[name].stop()
         if self.profile == "local":
-            from arenastack_cluster.localnode import profile as localprofile  # imports this module
-
             localprofile.stop(self)
         shutil.rmtree(self.state / "etcd", ignore_errors=True)
         (self.state / "cluster.json").unlink(missing_ok=True)
@@ -323,6 +352,7 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 *(local if self.profile == "local" else ["--endpoint-reconciler-type=none"]),
+                *(kubeletnode.apiserver_flags(self) if self.real_node else []),
                 "--v=1",
             ]
         )
@@ -453,7 +483,9 @@ class LocalCluster:
             ]
             return len(ready_nodes) >= count
 
-        node_proc = self.procs["localnode" if self.profile == "local" else "kwok"]
+        node_proc = self.procs[
+            "kwok" if self.profile != "local" else "kubelet" if self.real_node else "localnode"
+        ]
         wait_for("simulated nodes", ready, 60, node_proc)
 
     def _wait_default_service_account(self) -> None:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from arenastack_cluster.cluster import CLUSTER_DOMAIN, REPO_ROOT, SERVICE_CIDR
+from arenastack_cluster.layout import CLUSTER_DOMAIN, REPO_ROOT, SERVICE_CIDR
 
 IMAGES_CONFIG = REPO_ROOT / "hack" / "localnode-images.yaml"
 DEFAULT_POD_CIDR = "10.244.0.0/24"

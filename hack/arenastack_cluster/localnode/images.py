@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from arenastack_cluster.cluster import REPO_ROOT
+from arenastack_cluster.layout import REPO_ROOT
 
 
 class ImageNotMapped(LookupError):

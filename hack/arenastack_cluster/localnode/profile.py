@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from arenastack_cluster.kubeletnode import node as kubeletnode
 from arenastack_cluster.localnode import mountpoints, network
 from arenastack_cluster.localnode.agent import kill_pod_dir
 from arenastack_cluster.localnode.config import DEFAULT_POD_CIDR, DNS_PORT, REPO_ROOT, NodeConfig
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 def config_path(cluster: LocalCluster) -> Path:
     return cluster.state / "localnode" / "node.json"
+
+
+def node_config(cluster: LocalCluster) -> NodeConfig:
+    return NodeConfig.load(config_path(cluster))
 
 
 def prepare(cluster: LocalCluster, apiserver_port: int, pod_cidr: str | None) -> NodeConfig:
@@ -82,10 +87,13 @@ def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
         why = "no kube-proxy binary" if not proxy.exists() else "no iptables"
         log(f"cluster: {why}; ClusterIP services are unreachable from pods")
     cfg.save(config_path(cluster))
-    cluster.procs["localnode"].start(
-        [sys.executable, "-m", "arenastack_cluster.localnode.agent", "--config",
-         str(config_path(cluster))]
-    )  # fmt: skip
+    if cluster.real_node:
+        kubeletnode.start(cluster, cfg, log)
+    else:
+        cluster.procs["localnode"].start(
+            [sys.executable, "-m", "arenastack_cluster.localnode.agent", "--config",
+             str(config_path(cluster))]
+        )  # fmt: skip
     if with_proxy:
         # After the agent: kube-proxy reads the node's address from its Node object.
         _start_kube_proxy(cluster, cfg)
@@ -165,12 +173,21 @@ def _start_coredns(cluster: LocalCluster, cfg: NodeConfig, binary: Path) -> None
     )
 
 
+def stop_node(cluster: LocalCluster) -> None:
+    """The real node's drain and shutdown, which need the control plane still running."""
+    if config_path(cluster).exists():
+        kubeletnode.stop(cluster, node_config(cluster))
+
+
 def stop(cluster: LocalCluster) -> None:
     """Kill every pod's processes and remove the node's network."""
     path = config_path(cluster)
     if not path.exists():
         return
     cfg = NodeConfig.load(path)
+    if cluster.real_node:
+        network.bridge_down(cfg)
+        return
     created: set[str] = set()
     if cfg.pods_dir.exists():
         for pod_dir in cfg.pods_dir.iterdir():
