@@ -193,7 +193,7 @@ def _controllers() -> list[Path]:
     return [
         p
         for p in sorted(CGROUP_DIR.iterdir())
-        if p.is_dir() and not p.is_symlink() and p.name not in ("unified", "systemd")
+        if p.is_dir() and not p.is_symlink() and p.name != "unified"
     ]
 
 
