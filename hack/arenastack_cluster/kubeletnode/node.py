@@ -188,12 +188,13 @@ def _restore_tunables(paths: Paths) -> None:
     paths.saved_tunables.unlink()
 
 
-def _controllers() -> list[Path]:
-    """The cgroup v1 hierarchies the kubelet writes to (one folder per mounted controller)."""
+def _controllers(unified: bool = False) -> list[Path]:
+    """The cgroup v1 hierarchies the kubelet writes to (one folder per mounted controller),
+    and with `unified` the hybrid layout's cgroup v2 tree, where it makes folders too."""
     return [
         p
         for p in sorted(CGROUP_DIR.iterdir())
-        if p.is_dir() and not p.is_symlink() and p.name != "unified"
+        if p.is_dir() and not p.is_symlink() and (unified or p.name != "unified")
     ]
 
 
@@ -209,7 +210,7 @@ def _make_cgroup_root(root: str) -> None:
 
 
 def _remove_cgroup_tree(root: str) -> None:
-    for controller in _controllers():
+    for controller in _controllers(unified=True):
         top = controller / root.lstrip("/")
         if not top.exists():
             continue
