@@ -7,7 +7,7 @@ ARENASTACK := $(VENV)/bin/arenastack
 PYTEST_ARGS ?=
 
 .PHONY: help setup apt venv toolchain runtimes lock crds crds-check lint fmt test test-unit \
-        test-integration test-e2e vllm-env demo demo-down cluster-up cluster-local cluster-down bench
+        test-integration test-e2e images vllm-env demo demo-down cluster-up cluster-local cluster-down bench
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ toolchain: ## build the pinned control plane, kwok, helm, prometheus (cached)
 
 runtimes: venv ## the local node's stand-ins for container images (Ray)
 	@hack/localnode-runtimes.sh ray
+
+images: ## build the project's images with buildah (cached; the real local node runs them)
+	@hack/images.sh
 
 setup: apt venv toolchain runtimes
 
