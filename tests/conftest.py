@@ -96,14 +96,15 @@ def operator_kubeconfig(
 LOCAL_NODE_GPUS = 2
 
 
-def _claim_local_slot() -> tuple[int, int]:
-    """A pod range and state folder no other test session holds: sessions running at the
-    same time would otherwise share, and stop, one node. The lock lasts as long as the
-    session's process."""
+def claim_local_slot(octet: int = 245) -> tuple[int, int]:
+    """A pod range (10.<octet>.<slot>.0/24) and state folder no other test session holds:
+    sessions running at the same time would otherwise share, and stop, one node. The lock
+    lasts as long as the session's process."""
     for slot in range(100, 120):  # a demo's node uses 10.244.0.0/24
-        if Path(f"/run/netns/asnode-245x{slot}").exists():
+        if Path(f"/run/netns/asnode-{octet}x{slot}").exists():
             continue  # a node some other cluster runs on this range
-        fd = os.open(f"/run/arenastack-localnode-test-{slot}.lock", os.O_CREAT | os.O_RDWR)
+        fd = os.open(f"/run/arenastack-localnode-test-{octet}-{slot}.lock",
+                     os.O_CREAT | os.O_RDWR)  # fmt: skip
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return slot, fd
@@ -116,15 +117,35 @@ def _claim_local_slot() -> tuple[int, int]:
 def local_cluster() -> Iterator[LocalCluster]:
     """One local-profile cluster for the session's end-to-end and local-node tests."""
     os.environ[GPUS_ENV] = str(LOCAL_NODE_GPUS)
-    slot, lock = _claim_local_slot()
+    slot, lock = claim_local_slot()
     cl = LocalCluster(
         state=REPO_ROOT / ".state" / f"test-localnode-{slot}",
         profile="local",
         pod_cidr=f"10.245.{slot}.0/24",
     )
     cl.up(log=lambda line: print(line, flush=True))
-    # Where this session's part of the agent's (appended) log begins.
-    cl.agent_log_start = cl.procs["localnode"].log.stat().st_size  # type: ignore[attr-defined]
+    node_log = cl.procs["kubelet" if cl.real_node else "localnode"].log
+    # Where this session's part of the node's (appended) log begins.
+    cl.agent_log_start = node_log.stat().st_size  # type: ignore[attr-defined]
+    yield cl
+    if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
+        cl.down(quiet=True)
+    os.close(lock)
+
+
+@pytest.fixture(scope="module")
+def kubelet_cluster() -> Iterator[LocalCluster]:
+    """A local-profile cluster on the real node (the upstream kubelet, containerd, runc and
+    the project's images), for the tests of that node; its own pod range and state."""
+    os.environ[GPUS_ENV] = str(LOCAL_NODE_GPUS)
+    slot, lock = claim_local_slot(octet=246)
+    cl = LocalCluster(
+        state=REPO_ROOT / ".state" / f"test-kubeletnode-{slot}",
+        profile="local",
+        pod_cidr=f"10.246.{slot}.0/24",
+        node="kubelet",
+    )
+    cl.up(log=lambda line: print(line, flush=True))
     yield cl
     if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
         cl.down(quiet=True)

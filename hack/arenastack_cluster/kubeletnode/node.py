@@ -105,6 +105,7 @@ def start(cluster: LocalCluster, cfg: NodeConfig, log: Callable[[str], None]) ->
         "containerd", lambda: ctr(paths, "version", check=False).returncode == 0, 60, containerd
     )
     log(f"cluster: containerd ready in {time.monotonic() - t0:.1f} s")
+    build_images()
     import_images(paths, log)
 
     t0 = time.monotonic()
@@ -137,6 +138,13 @@ def advertise_gpus(cluster: LocalCluster, cfg: NodeConfig) -> None:
 
 
 # -- images ------------------------------------------------------------------------
+def build_images() -> None:
+    """`make images`: builds what changed since the last build (seconds when nothing did)."""
+    # Progress lines pass through to the terminal on stderr.
+    if subprocess.run([str(IMAGES_SCRIPT)], stdout=subprocess.DEVNULL).returncode != 0:
+        raise ClusterError(f"building the images failed; see the lines above ({IMAGES_SCRIPT})")
+
+
 def image_archives() -> list[tuple[str, Path]]:
     """(reference, docker archive) of each image hack/images.sh has built."""
     proc = subprocess.run([str(IMAGES_SCRIPT), "--list"], capture_output=True, text=True)
@@ -249,8 +257,9 @@ def drain(cluster: LocalCluster, cfg: NodeConfig, timeout: float = 60) -> None:
     paths = Paths(cfg.state)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tasks = ctr(paths, "tasks", "ls", "-q", check=False)
-        if tasks.returncode != 0 or not tasks.stdout.split():
+        tasks = ctr(paths, "tasks", "ls", check=False)
+        # Columns: TASK PID STATUS; a stopped task stays listed until it is deleted.
+        if tasks.returncode != 0 or "RUNNING" not in tasks.stdout.split():
             return
         time.sleep(0.5)
 
@@ -289,14 +298,16 @@ def _kill_containers(paths: Paths) -> None:
         except ValueError:
             spec = {}
         for ns in spec.get("linux", {}).get("namespaces", []):
-            if ns.get("type") == "network" and ns.get("path", "").startswith(str(NETNS_DIR)):
-                netns.add(ns["path"])
+            # CRI names /var/run/netns/cni-<id>, which is /run/netns/cni-<id>.
+            name = Path(ns.get("path", "")).name
+            if ns.get("type") == "network" and name and (NETNS_DIR / name).exists():
+                netns.add(name)
         ctr(paths, "tasks", "kill", "--signal", "SIGKILL", cid, check=False)
     for cid in ids:
         ctr(paths, "tasks", "delete", "--force", cid, check=False, timeout=30)
         ctr(paths, "containers", "delete", cid, check=False, timeout=30)
-    for path in netns:
-        subprocess.run(["ip", "netns", "del", Path(path).name], capture_output=True)
+    for name in netns:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def _kill_stray_shims(paths: Paths) -> None:

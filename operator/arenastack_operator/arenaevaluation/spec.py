@@ -287,7 +287,9 @@ class ArenaTarget(ApiModel):
     )
     token_secret_ref: SecretKeyReference | None = Field(
         default=None,
-        description="Secret key with the arena's judge token (default: the chart's).",
+        description="Secret key, in the evaluation's namespace, with the arena's judge token "
+        "(the chart's arena.judgeToken); without it no token is sent, and an arena that has "
+        "one refuses the runner.",
     )
 
 

@@ -1,0 +1,229 @@
+"""The real local node: the upstream kubelet with containerd and runc runs the project's own
+images (built by `make images`), the chart installs the operator and the arena on it under
+the chart's RBAC, and what the chart promises about security is checked inside the running
+containers. `down` leaves nothing of the node behind on the host."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arenastack_cluster.cluster import CHART_DIR
+from arenastack_cluster.demo_serving import ADMIN_SECRET, JUDGE_SECRET, arena_values
+from arenastack_cluster.kubeletnode import settings
+from arenastack_cluster.processes import ClusterError
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "arenastack-system"
+RELEASE = "as"
+COMPONENTS = ("operator", "arena")
+
+
+def get(cl, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
+    """One object (by name) or a list of items; None when there is none."""
+    args = ["get", kind, *([name] if name else []), "-n", namespace, "-o", "json"]
+    proc = cl.kubectl(*args, *(["-l", selector] if selector else []), check=False)
+    if proc.returncode != 0:
+        return None
+    data = json.loads(proc.stdout)
+    return data if name else data["items"]
+
+
+def test_the_node_is_the_upstream_kubelet_on_containerd(kubelet_cluster):
+    node = json.loads(kubelet_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
+    info = node["status"]["nodeInfo"]
+    control_plane = json.loads(kubelet_cluster.kubectl("version", "-o", "json").stdout)
+    assert info["kubeletVersion"] == control_plane["serverVersion"]["gitVersion"]
+    assert info["containerRuntimeVersion"].startswith("containerd://1.")
+    ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    # GPU capacity for scheduling tests, advertised as an extended resource by a status patch.
+    assert node["status"]["capacity"]["nvidia.com/gpu"] == "2"
+    address = {a["type"]: a["address"] for a in node["status"]["addresses"]}["InternalIP"]
+    assert not address.startswith("127."), "the node proxy refuses loopback addresses"
+
+
+def test_the_node_has_its_own_identity_under_node_restriction(kubelet_cluster, tmp_path):
+    """The kubelet's credentials are system:node:localnode: the node authorizer lets it read
+    its own Node but not Secrets its pods do not use, and NodeRestriction refuses it another
+    node's object."""
+    cl = kubelet_cluster
+    node_kc = str(cl.state / "node.kubeconfig")
+    as_node = ["--kubeconfig", node_kc]
+    assert cl.kubectl(*as_node, "get", "node", "localnode", check=False).returncode == 0
+    cl.kubectl("create", "secret", "generic", "not-for-nodes", "--from-literal=k=v")
+    secret = cl.kubectl(*as_node, "get", "secret", "not-for-nodes", check=False)
+    assert secret.returncode != 0 and "forbidden" in secret.stderr.lower()
+    other = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "someone-else"}}
+    cl.kubectl("apply", "-f", "-", input=json.dumps(other))
+    try:
+        label = cl.kubectl(*as_node, "label", "node", "someone-else", "x=y", check=False)
+        assert label.returncode != 0 and "forbidden" in label.stderr.lower()
+    finally:
+        cl.kubectl("delete", "node", "someone-else", "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def chart_installed(kubelet_cluster, tmp_path_factory):
+    """The chart's operator and arena from the project's images, on the real node."""
+    cl = kubelet_cluster
+    cl.kubectl("create", "namespace", NAMESPACE)
+    for secret in (ADMIN_SECRET, JUDGE_SECRET):
+        cl.kubectl("create", "secret", "generic", secret, "-n", NAMESPACE,
+                   f"--from-literal=token={secret}-value")  # fmt: skip
+    values = tmp_path_factory.mktemp("chart") / "values.yaml"
+    model = {"name": "m1", "endpoint": "http://m1-router.x.svc:8000/v1"}
+    values.write_text(yaml.safe_dump(arena_values([model])))
+    try:
+        cl.helm("install", RELEASE, str(CHART_DIR), "-n", NAMESPACE, "-f", str(values),
+                "--wait", "--timeout", "240s")  # fmt: skip
+    except ClusterError:
+        pods = cl.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False).stdout
+        logs = cl.kubectl("logs", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=arenastack",
+                          "--tail=20", "--all-containers", check=False).stdout  # fmt: skip
+        raise AssertionError(f"the chart never became ready:\n{pods}\n{logs}") from None
+    yield cl
+    cl.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+
+
+def _pod(cl, component: str) -> str:
+    (pod,) = get(cl, "pods", NAMESPACE, selector=f"app.kubernetes.io/component={component}")
+    return pod["metadata"]["name"]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_chart_pods_run_non_root_read_only_without_capabilities(chart_installed, component):
+    """Checked inside the running container, not in the manifest: the uid, a write to `/`,
+    the effective capabilities, and which image it runs."""
+    cl = chart_installed
+    pod = _pod(cl, component)
+    script = ("id -u; id -g; if touch /probe 2>/dev/null; then echo writable; "
+              "else echo read-only; fi; grep CapEff /proc/1/status")  # fmt: skip
+    out = cl.kubectl("exec", "-n", NAMESPACE, pod, "--", "sh", "-c", script).stdout.split("\n")
+    assert out[0] == "65532" and out[1] == "65532"
+    assert out[2] == "read-only"
+    assert out[3].split() == ["CapEff:", "0000000000000000"]
+    image = get(cl, "pods", NAMESPACE, pod)["status"]["containerStatuses"][0]["image"]
+    assert image.startswith(f"ghcr.io/arenastack/{component}:")
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_product_images_carry_neither_the_dev_cluster_nor_test_tools(chart_installed, component):
+    cl = chart_installed
+    code = ("import importlib.metadata as m, importlib.util as u; "
+            "names = {d.metadata['Name'].lower() for d in m.distributions()}; "
+            "print(sorted(names & {'pytest', 'ruff', 'playwright', 'fschat', 'pandas', "
+            "'scikit-learn', 'schemathesis', 'vllm-router', 'cryptography'})); "
+            "print(u.find_spec('arenastack_cluster') is None)")  # fmt: skip
+    out = cl.kubectl("exec", "-n", NAMESPACE, _pod(cl, component), "--", "python", "-c", code)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_logs_and_port_forward_reach_the_pods(chart_installed):
+    cl = chart_installed
+    logs = cl.kubectl("logs", "-n", NAMESPACE, _pod(cl, "operator")).stdout
+    assert "Acquired the lease" in logs
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    forward = subprocess.Popen(
+        [str(cl.bin / "kubectl"), "--kubeconfig", str(cl.kubeconfig), "port-forward", "-n",
+         NAMESPACE, f"pod/{_pod(cl, 'arena')}", f"{port}:8080"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as r:
+                    assert r.read() == b"ok"
+                    break
+            except OSError:
+                if time.monotonic() > deadline or forward.poll() is not None:
+                    raise
+                time.sleep(0.5)
+    finally:
+        forward.terminate()
+        forward.wait(10)
+
+
+def test_an_evaluation_runner_in_the_arena_image_reports_why_it_failed(chart_installed):
+    """The chart's operator (its own image, the chart's RBAC) starts the runner Job in the
+    arena image; the runner reaches the arena through cluster DNS, is refused for a wrong
+    judge token, and the kubelet's termination message carries the reason to the status."""
+    cl = chart_installed
+    cl.kubectl("create", "secret", "generic", "wrong-judge-token", "-n", "default",
+               "--from-literal=token=not-the-token")  # fmt: skip
+    endpoint = {"baseURL": "http://contestant.default.svc:8000/v1"}
+    evaluation = {
+        "apiVersion": "arenastack.io/v1alpha1",
+        "kind": "ArenaEvaluation",
+        "metadata": {"name": "refused", "namespace": "default"},
+        "spec": {
+            "contestants": [{"name": n, "endpoint": {**endpoint, "model": n}} for n in "ab"],
+            "prompts": {"inline": [{"text": "Name a prime."}]},
+            "judge": {"endpoint": {**endpoint, "model": "judge"}},
+            "arena": {"tokenSecretRef": {"name": "wrong-judge-token", "key": "token"}},
+            "job": {"backoffLimit": 0},
+        },
+    }
+    cl.kubectl("apply", "-f", "-", input=json.dumps(evaluation))
+    deadline = time.monotonic() + 120
+    while True:
+        status = (get(cl, "arenaevaluations", "default", "refused") or {}).get("status", {})
+        if status.get("phase") == "Failed":
+            break
+        assert time.monotonic() < deadline, f"the run never failed: {status}"
+        time.sleep(1)
+    assert "refused the judge token" in status["message"]
+    (pod,) = get(cl, "pods", "default", selector="job-name=refused-run-1")
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] != 0 and "refused the judge token" in terminated["message"]
+    assert pod["spec"]["containers"][0]["image"].startswith("ghcr.io/arenastack/arena:")
+    cl.kubectl("delete", "arenaevaluation", "refused", "-n", "default", "--wait=false")
+
+
+def _host_traces(cl) -> dict[str, object]:
+    node_dir = cl.state / "localnode"
+    paths = settings.Paths(node_dir)
+    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/arenastack-*"
+                     + "246x" + cl.pod_cidr.split(".")[2]))  # fmt: skip
+    logs = settings.CONTAINER_LOGS_DIR
+    links = [p for p in logs.iterdir() if str(p.resolve()).startswith(str(paths.pod_logs))] \
+        if logs.exists() else []  # fmt: skip
+    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if str(cl.state) in line or str(paths.run) in line]  # fmt: skip
+    shims = subprocess.run(["pgrep", "-f", str(paths.containerd_socket)],
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    return {
+        "cgroups": cgroups,
+        "log links": links,
+        "mounts": mounts,
+        "processes": shims,
+        "run folder": paths.run.exists(),
+        "shim sockets": settings.SHIM_SOCKETS_DIR.exists(),
+        "node netns": Path(f"/run/netns/asnode-246x{cl.pod_cidr.split('.')[2]}").exists(),
+    }
+
+
+def test_down_leaves_nothing_behind_on_the_host(kubelet_cluster):
+    """Last in this module: the node is stopped here (the fixture's own `down` is then a
+    no-op), and every host path, mount, cgroup, process and sysctl it touched is back."""
+    cl = kubelet_cluster
+    saved = json.loads(settings.Paths(cl.state / "localnode").saved_tunables.read_text())
+    assert _host_traces(cl)["cgroups"], "the running node should have its cgroup folders"
+    cl.down(quiet=True)
+    assert _host_traces(cl) == {
+        "cgroups": [], "log links": [], "mounts": [], "processes": [], "run folder": False,
+        "shim sockets": False, "node netns": False,
+    }  # fmt: skip
+    for key, value in saved.items():
+        assert Path("/proc/sys", key).read_text().strip() == value, key
