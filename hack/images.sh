@@ -3,20 +3,47 @@
 # each as a docker archive that the local node imports into containerd.
 #
 #   hack/images.sh [NAME...]  build what changed (default: all), print a size table
-#   hack/images.sh --list     print "<reference> <archive>" per built image (no build)
+#   hack/images.sh --list     print "<reference> <archive>" per built image (no build);
+#                             the base is left out: it is only ever a build input
 #
-# NAME: base (Debian bookworm's Python 3.11 from Debian packages, via mmdebstrap),
-# pause (the pod sandbox), operator, arena, vllm-router (images/<name>/Dockerfile,
-# built on the local base). An image is rebuilt only when its inputs change.
+# NAME: base (Debian bookworm's own Python 3.11 from Debian packages, via mmdebstrap),
+# pause (the pod sandbox, a static C program), operator, arena, vllm-router, ray (Ray
+# from PyPI under the rayproject/ray tag the KubeRay samples use); the last four from
+# images/<name>/Dockerfile, built on the local base. An image is rebuilt only when its
+# inputs change; a product's inputs include the base's image id.
+#
+# pip in the RUN steps gets this machine's own index settings (its pip configuration
+# and PIP_* variables) and certificate bundle, mounted read-only for the build only:
+# no index host is written into the repository or into an image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
 CACHE="$CACHE_ROOT/images"
-APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/arenastack/Chart.yaml)
+# The chart's templates default every image tag to .Chart.AppVersion.
+APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/arenastack/Chart.yaml)
 ROUTER_VERSION=$(sed -n 's/^vllm-router==//p' requirements/inference.in)
+# The Ray of the KubeRay samples at the pinned KubeRay version (rayproject/ray:2.46.0).
+RAY_VERSION=2.46.0
 BASE_REF=localhost/arenastack/python:3.11-bookworm
-BASE_PACKAGES="python3,python3-venv,python-is-python3,ca-certificates"
+BASE_RELEASE=bookworm
+BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
+# No mirror given: mmdebstrap uses this machine's apt sources. The merged-usr hook
+# merges /usr the way debootstrap does (usr-is-merged), which keeps usrmerge and the
+# whole of perl out; no documentation but the copyright files, no locales, no apt lists.
+# shellcheck disable=SC2016 # "$1" in a hook is mmdebstrap's: the root it is building
+MMDEBSTRAP_ARGS=(
+  --variant=minbase --include="$BASE_PACKAGES"
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+  --aptopt='Acquire::Languages "none"'
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
+  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
+  --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*'
+  --customize-hook='rm -f "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old'
+  # The host's own name and resolver: the runtime provides both.
+  --customize-hook='rm -f "$1"/etc/hostname "$1"/etc/resolv.conf'
+)
 # Bump when the way images are made changes, so every archive is redone.
 RECIPE=1
 
@@ -26,32 +53,42 @@ declare -A REF=(
   [operator]=ghcr.io/arenastack/operator:$APP_VERSION
   [arena]=ghcr.io/arenastack/arena:$APP_VERSION
   [vllm-router]=ghcr.io/arenastack/vllm-router:$ROUTER_VERSION
+  [ray]=docker.io/rayproject/ray:$RAY_VERSION
 )
 # What each product image copies from the repository (besides its Dockerfile).
 declare -A INPUTS=(
-  [operator]="requirements/operator.in requirements/lock.txt operator/arenastack_operator"
+  [operator]="requirements/operator.in requirements/lock.txt pyproject.toml operator/arenastack_operator"
   [arena]="requirements/arena.in requirements/lock.txt services/arena/arenastack_arena"
   [vllm-router]="requirements/inference.in requirements/lock.txt"
+  [ray]=""
 )
-ALL=(base pause operator arena vllm-router)
+ALL=(base pause operator arena vllm-router ray)
+# The --build-arg options of every product build (BASE aside).
+BUILD_ARGS=("RAY_VERSION=$RAY_VERSION")
 
 die() { echo "images: $*" >&2; exit 1; }
+# put FILE TEXT: replace FILE at once (--list reads these files without the lock)
+put() { echo "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }
+[[ -n "$APP_VERSION" ]] || die "no appVersion in charts/arenastack/Chart.yaml"
+[[ -n "$ROUTER_VERSION" ]] || die "no vllm-router pin in requirements/inference.in"
 
-# The archive of the current inputs: <name>-<hash>.tar; a marker says it is complete.
+# The archive of the current inputs: <name>-<hash>.tar; its marker <archive>.ok, written
+# once the archive is complete, holds the id of the image it was made from.
 digest_of() {
   local name=$1
   {
     echo "recipe $RECIPE ${REF[$name]}"
     case "$name" in
-      base) echo "bookworm $BASE_PACKAGES" ;;
+      base) printf '%s\n' "$BASE_RELEASE" "${MMDEBSTRAP_ARGS[@]}" ;;
       pause) sha256sum images/pause/pause.c images/pause/Dockerfile ;;
       *)
-        # The base's own digest: a new base rebuilds everything on it.
+        # The base's image id: a new base rebuilds everything on it.
         cat "$CACHE/base.current" 2>/dev/null || true
         sha256sum "images/$name/Dockerfile"
+        printf 'build-arg %s\n' "${BUILD_ARGS[@]}"
         # shellcheck disable=SC2086
-        find ${INPUTS[$name]} -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
-          | sort -z | xargs -0 sha256sum
+        [[ -z "${INPUTS[$name]}" ]] || find ${INPUTS[$name]} -type f ! -path '*/__pycache__/*' \
+          ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
         ;;
     esac
   } | sha256sum | cut -c1-16
@@ -61,7 +98,7 @@ archive_of() { echo "$CACHE/$1-$(digest_of "$1").tar"; }
 
 if [[ "${1:-}" == "--list" ]]; then
   for name in "${ALL[@]}"; do
-    [[ $name == base ]] && continue # only ever a build input, never run by a pod
+    [[ $name == base ]] && continue
     archive=$(archive_of "$name")
     [[ -f "$archive.ok" ]] && echo "${REF[$name]} $archive"
   done
@@ -70,102 +107,135 @@ fi
 
 command -v buildah >/dev/null || die "buildah is missing: run \`make apt\`"
 mkdir -p "$CACHE"
+# One build at a time: concurrent callers wait here.
 exec 9>"$CACHE/.lock"
 flock 9
 START=$SECONDS
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# pip inside RUN steps gets the machine's own index settings (pip config and PIP_*
-# variables) and certificate bundle, mounted read-only for the build only.
+# pip_mounts: writes $WORK/pip.conf from this machine's pip configuration and PIP_*
+# variables, prints the buildah -v options that mount it and the files it names.
 pip_mounts() {
   python3 - "$WORK/pip.conf" <<'PY'
 import os, subprocess, sys
-lines = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                       text=True).stdout.splitlines()
+out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                     text=True).stdout
 settings = {}
-for line in lines:
+for line in out.splitlines():
     key, _, value = line.partition("=")
     section, _, option = key.partition(".")
-    if section.startswith(":"):  # ":env:" echoes PIP_* variables, read below
+    if section.startswith(":"):  # ":env:" repeats the PIP_* variables, read below
         continue
     settings.setdefault(section, {})[option] = value.strip().strip("'\"")
 for var, value in os.environ.items():
-    # A local wheel folder of the host is not inside the build.
-    if var.startswith("PIP_") and var != "PIP_FIND_LINKS":
+    if var.startswith("PIP_") and var != "PIP_CONFIG_FILE":
         settings.setdefault("global", {})[var[4:].lower().replace("_", "-")] = value
-with open(sys.argv[1], "w") as out:
+mounts = {sys.argv[1]: "/etc/pip.conf"}
+for options in settings.values():
+    for option in ("cert", "client-cert"):  # files: mounted at the path the setting names
+        path = options.get(option)
+        if path and os.path.isfile(path):
+            mounts[path] = path
+        elif path:
+            del options[option]
+    if "find-links" in options:  # URLs stay; local folders are mounted or, if absent, dropped
+        keep = []
+        for link in options["find-links"].split():
+            if "://" in link:
+                keep.append(link)
+            elif os.path.isdir(link) and os.listdir(link):
+                keep.append(link)
+                mounts[link] = link
+        if keep:
+            options["find-links"] = " ".join(keep)
+        else:
+            del options["find-links"]
+with open(sys.argv[1], "w") as conf:
     for section, options in settings.items():
-        out.write(f"[{section}]\n")
-        out.writelines(f"{k} = {v}\n" for k, v in options.items())
-        out.write("\n")
-cert = settings.get("global", {}).get("cert")
-print(f"-v {sys.argv[1]}:/etc/pip.conf:ro")
-if cert and os.path.exists(cert):
-    print(f"-v {cert}:{cert}:ro")
+        conf.write(f"[{section}]\n")
+        conf.writelines(f"{k} = {v}\n" for k, v in options.items())
+        conf.write("\n")
+for host, inside in mounts.items():
+    print(f"--volume={host}:{inside}:ro")
 PY
 }
 
-finish() { # finish NAME ARCHIVE: export the image to its archive, drop older archives
-  local name=$1 archive=$2
+# run_logged NAME CMD...: the command's output goes to $CACHE/NAME.log, its tail on failure
+run_logged() {
+  local name=$1; shift
+  "$@" >"$CACHE/$name.log" 2>&1 && return
+  tail -n 40 "$CACHE/$name.log" >&2
+  die "building $name failed (all of it in $CACHE/$name.log)"
+}
+
+finish() { # finish NAME ARCHIVE OLD_ID: export the image to its archive, drop what it replaces
+  local name=$1 archive=$2 old=$3 new
   rm -f "$CACHE/$name"-*.tar "$CACHE/$name"-*.tar.ok
-  buildah push -q "${REF[$name]}" "docker-archive:$archive:${REF[$name]}" >/dev/null
-  touch "$archive.ok"
+  new=$(buildah inspect --type image -f '{{.FromImageID}}' "${REF[$name]}")
+  buildah push -q "$new" "docker-archive:$archive:${REF[$name]}" >/dev/null
+  put "$archive.ok" "$new"
+  # The image this one replaced (now untagged); the layer cache of --layers stays.
+  if [[ -n "$old" && "$old" != "$new" ]]; then
+    buildah rmi "$old" >/dev/null 2>&1 || true # still in use: it stays
+  fi
 }
 
 build_base() {
-  local archive=$1
-  echo "images: base: Debian bookworm with $BASE_PACKAGES (mmdebstrap)" >&2
   command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: run \`make apt\`"
-  mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
-    --aptopt='Acquire::Languages "none"' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*' \
-    bookworm "$WORK/rootfs.tar" >&2
+  echo "images: base: Debian $BASE_RELEASE with $BASE_PACKAGES (mmdebstrap)" >&2
+  run_logged base mmdebstrap "${MMDEBSTRAP_ARGS[@]}" "$BASE_RELEASE" "$WORK/rootfs.tar"
   cp images/base/Dockerfile "$WORK/Dockerfile"
-  buildah bud -q --layers=false -t "$BASE_REF" -f "$WORK/Dockerfile" "$WORK" >/dev/null
+  buildah bud -q --layers=false -t "$BASE_REF" -f "$WORK/Dockerfile" "$WORK" >>"$CACHE/base.log"
 }
 
 build_pause() {
+  command -v gcc >/dev/null || die "gcc is missing: run \`make apt\`"
   mkdir -p "$WORK/pause"
-  gcc -static -Os -s -o "$WORK/pause/pause" images/pause/pause.c
-  buildah bud -q -t "${REF[pause]}" -f images/pause/Dockerfile "$WORK/pause" >/dev/null
+  gcc -static -Os -s -Wall -Werror -o "$WORK/pause/pause" images/pause/pause.c
+  run_logged pause buildah bud --layers=false -t "${REF[pause]}" -f images/pause/Dockerfile \
+    "$WORK/pause"
 }
 
 build_product() {
-  local name=$1 mounts
-  mounts=$(pip_mounts)
-  # shellcheck disable=SC2086
-  buildah bud -q --layers --network host $mounts --build-arg "BASE=$BASE_REF" \
-    -t "${REF[$name]}" -f "images/$name/Dockerfile" "$ROOT" >/dev/null
+  local name=$1 mounts args=(--build-arg "BASE=$BASE_REF") arg
+  mapfile -t mounts < <(pip_mounts)
+  for arg in "${BUILD_ARGS[@]}"; do args+=(--build-arg "$arg"); done
+  run_logged "$name" buildah bud --layers --network host "${mounts[@]}" "${args[@]}" \
+    -t "${REF[$name]}" -f "images/$name/Dockerfile" "$ROOT"
 }
 
 names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
-# Products need the base first, and its digest names their archives.
-[[ " ${names[*]} " =~ \ (operator|arena|vllm-router)\  ]] && [[ ! " ${names[*]} " =~ \ base\  ]] \
-  && names=(base "${names[@]}")
 for name in "${names[@]}"; do
   [[ -n "${REF[$name]:-}" ]] || die "unknown image '$name' (${ALL[*]})"
+done
+# Products need the base first, and its image id names their archives.
+[[ " ${names[*]} " =~ \ (operator|arena|vllm-router|ray)\  && ! " ${names[*]} " =~ \ base\  ]] \
+  && names=(base "${names[@]}")
+for name in "${names[@]}"; do
   archive=$(archive_of "$name")
-  if [[ -f "$archive.ok" ]] && buildah inspect --type image "${REF[$name]}" >/dev/null 2>&1; then
+  old=$(buildah inspect --type image -f '{{.FromImageID}}' "${REF[$name]}" 2>/dev/null || true)
+  # Cached: the archive of these inputs is complete and made from the image the tag names.
+  if [[ -n "$old" && -f "$archive.ok" && "$(cat "$archive.ok")" == "$old" ]]; then
     echo "images: $name cached" >&2
   else
     t0=$SECONDS
     case "$name" in
-      base) build_base "$archive" ;;
+      base) build_base ;;
       pause) build_pause ;;
       *) build_product "$name" ;;
     esac
-    finish "$name" "$archive"
+    finish "$name" "$archive" "$old"
     echo "images: built $name in $((SECONDS - t0)) s" >&2
   fi
-  [[ $name == base ]] && buildah inspect --type image -f '{{.FromImageID}}' "$BASE_REF" \
-    >"$CACHE/base.current"
+  if [[ $name == base ]]; then
+    id=$(buildah inspect --type image -f '{{.FromImageID}}' "$BASE_REF")
+    [[ "$(cat "$CACHE/base.current" 2>/dev/null)" == "$id" ]] || put "$CACHE/base.current" "$id"
+  fi
 done
 
-echo "images: ready in $((SECONDS - START)) s" >&2
+echo "images: ready in $((SECONDS - START)) s; sizes (uncompressed):" >&2
 for name in "${names[@]}"; do
   buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "${REF[$name]}" 2>/dev/null | head -1
 done | awk '{printf "  %-48s %s %s\n", $1, $2, $3}' >&2

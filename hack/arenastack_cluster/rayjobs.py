@@ -29,7 +29,8 @@ def _call(method: str, url: str, body: dict | None = None) -> dict:
     req = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    # The first submission starts the job supervisor actor: seconds on a loaded node.
+    with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
 

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from compat_data import kuberay_sample
+from test_raycluster_on_local_node import JOB as RAY_JOB
+from test_raycluster_on_local_node import SAMPLE as RAY_SAMPLE
 
 from arenastack_cluster.cluster import CHART_DIR
 from arenastack_cluster.demo_serving import ADMIN_SECRET, JUDGE_SECRET, arena_values
 from arenastack_cluster.kubeletnode import settings
 from arenastack_cluster.processes import ClusterError
+from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +85,13 @@ def chart_installed(kubelet_cluster, tmp_path_factory):
                    f"--from-literal=token={secret}-value")  # fmt: skip
     values = tmp_path_factory.mktemp("chart") / "values.yaml"
     model = {"name": "m1", "endpoint": "http://m1-router.x.svc:8000/v1"}
-    values.write_text(yaml.safe_dump(arena_values([model])))
+    chart_values = arena_values([model])
+    # The real node has this machine's 2 cores, and the KubeRay sample below asks for both:
+    # the operator and the arena request none (their limits stay).
+    no_cpu = {"resources": {"requests": {"cpu": "0", "memory": "256Mi"}}}
+    chart_values["operator"] = no_cpu
+    chart_values["arena"].update(no_cpu)
+    values.write_text(yaml.safe_dump(chart_values))
     try:
         cl.helm("install", RELEASE, str(CHART_DIR), "-n", NAMESPACE, "-f", str(values),
                 "--wait", "--timeout", "240s")  # fmt: skip
@@ -189,6 +199,30 @@ def test_an_evaluation_runner_in_the_arena_image_reports_why_it_failed(chart_ins
     assert terminated["exitCode"] != 0 and "refused the judge token" in terminated["message"]
     assert pod["spec"]["containers"][0]["image"].startswith("ghcr.io/arenastack/arena:")
     cl.kubectl("delete", "arenaevaluation", "refused", "-n", "default", "--wait=false")
+
+
+def test_a_kuberay_sample_runs_ray_tasks_and_an_actor_on_the_real_node(chart_installed):
+    """KubeRay's sample, unchanged, in the Ray image built from PyPI: the operator's probes
+    pass on real Ray in real containers, and a job submitted through the dashboard runs
+    tasks and an actor on the worker."""
+    cl = chart_installed
+    sample = kuberay_sample(RAY_SAMPLE)
+    name = yaml.safe_load(sample.read_text())["metadata"]["name"]
+    ns = "ray-real-node"
+    cl.kubectl("create", "namespace", ns)
+    cl.kubectl("apply", "-n", ns, "-f", str(sample))
+    try:
+        rc = wait_raycluster_ready(cl, ns, name, timeout=300)
+        pods = get(cl, "pods", ns, selector=f"ray.io/cluster={name}")
+        assert {p["metadata"]["labels"]["ray.io/node-type"] for p in pods} == {"head", "worker"}
+        for p in pods:
+            assert p["status"]["containerStatuses"][0]["image"].startswith("docker.io/rayproject/")
+        job = run_job(rc["status"]["head"]["podIP"], f"python -c '{RAY_JOB}'", timeout=240)
+        assert job.status == "SUCCEEDED", job.logs[-3000:]
+        assert "RESULT 285 10 True True 1" in job.logs, job.logs[-3000:]
+    finally:
+        cl.kubectl("delete", "raycluster", name, "-n", ns, "--wait=true", "--timeout=120s",
+                   check=False)  # fmt: skip
 
 
 def _host_traces(cl) -> dict[str, object]:
