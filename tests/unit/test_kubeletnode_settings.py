@@ -40,6 +40,8 @@ def test_cni_hands_out_only_pod_addresses(tmp_path):
     reserved = {ipaddress.ip_address(a) for a in (cfg.bridge_ip, cfg.uplink_ip, cfg.host_ip)}
     assert not any(first <= a <= last for a in reserved)
     assert rng["gateway"] == cfg.bridge_ip and portmap["type"] == "portmap"
+    # Replies to the host's end, which lies inside the pod range, go through the bridge.
+    assert {"dst": f"{cfg.host_ip}/32", "gw": cfg.bridge_ip} in bridge["ipam"]["routes"]
     assert settings.cni_network(cfg) != settings.cni_network(
         NodeConfig(state=tmp_path, kubeconfig=tmp_path / "kc", pod_cidr="10.246.4.0/24")
     )

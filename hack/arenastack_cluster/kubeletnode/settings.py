@@ -146,6 +146,10 @@ def cni_config(cfg: NodeConfig, paths: Paths) -> dict:
                 "ipam": {
                     "type": "host-local",
                     "dataDir": str(paths.state / "ipam"),
+                    # The host's end of the uplink lies inside the pod range: without this
+                    # route a pod would look for it on the bridge, and replies to the host
+                    # (the apiserver, tests talking to pod IPs) would go nowhere.
+                    "routes": [{"dst": f"{cfg.host_ip}/32", "gw": cfg.bridge_ip}],
                     "ranges": [
                         [
                             {
