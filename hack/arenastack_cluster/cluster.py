@@ -33,6 +33,7 @@ from arenastack_cluster.processes import (
     Process,
     free_port,
     require_free,
+    run_tool,
     wait_for,
 )
 
@@ -132,37 +133,19 @@ class LocalCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc
+        prefix = [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig)]
+        return run_tool("kubectl", prefix, args, check=check, timeout=timeout, input=input)
 
     def helm(
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         """helm against this cluster, with its caches and config kept in the state folder."""
         home = self.state / "helm"
-        proc = subprocess.run(
-            [str(self.bin / "helm"), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={
-                **os.environ,
-                "HELM_CACHE_HOME": str(home / "cache"),
-                "HELM_CONFIG_HOME": str(home / "config"),
-                "HELM_DATA_HOME": str(home / "data"),
-            },
-        )
-        if check and proc.returncode != 0:
-            raise ClusterError(f"helm {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc
+        prefix = [str(self.bin / "helm"), "--kubeconfig", str(self.kubeconfig)]
+        env = {
+            f"HELM_{part.upper()}_HOME": str(home / part) for part in ("cache", "config", "data")
+        }
+        return run_tool("helm", prefix, args, check=check, timeout=timeout, env=env)
 
     def apply_crds(self, files: list[Path]) -> list[str]:
         """Server-side apply CRD files and wait until each is Established; returns names."""

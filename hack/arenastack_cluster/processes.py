@@ -16,6 +16,31 @@ class ClusterError(RuntimeError):
     """A problem the user can act on; the CLI prints it as one line."""
 
 
+def run_tool(
+    tool: str,
+    prefix: list[str],
+    args: tuple[str, ...],
+    *,
+    check: bool = True,
+    timeout: float = 120,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command-line client (`prefix` then `args`), its output captured as text; with
+    `check`, a failure is a ClusterError naming `tool`, the arguments and its stderr."""
+    proc = subprocess.run(
+        [*prefix, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
+    )
+    if check and proc.returncode != 0:
+        raise ClusterError(f"{tool} {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ from arenastack_cluster.certs import ensure_node_pki
 from arenastack_cluster.kubeletnode import settings
 from arenastack_cluster.kubeletnode.settings import Paths
 from arenastack_cluster.localnode.config import NodeConfig
-from arenastack_cluster.processes import ClusterError, wait_for
+from arenastack_cluster.processes import ClusterError, run_tool, wait_for
 
 if TYPE_CHECKING:
     from arenastack_cluster.cluster import LocalCluster
@@ -53,15 +53,8 @@ def in_node_netns(cfg: NodeConfig) -> list[str]:
 def ctr(
     paths: Paths, *args: str, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        ["ctr", "--address", str(paths.containerd_socket), "--namespace", "k8s.io", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise ClusterError(f"ctr {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc
+    prefix = ["ctr", "--address", str(paths.containerd_socket), "--namespace", "k8s.io"]
+    return run_tool("ctr", prefix, args, check=check, timeout=timeout)
 
 
 def prepare_pki(cluster: LocalCluster, cfg: NodeConfig) -> None:
