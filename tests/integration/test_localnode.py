@@ -404,7 +404,9 @@ def test_unmapped_image_fails_naming_the_config(local_cluster, ns):
 def test_agent_restart_adopts_running_pods(local_cluster, ns):
     cl = local_cluster
     marker = "sleep 876543"
-    apply(cl, ns, pod("steady", ["sh", "-c", f"{marker}"]))
+    # exec: one process with one pid from the start, so `before` cannot catch the shell alone
+    # before it forks the sleep (the flake CI hit).
+    apply(cl, ns, pod("steady", ["sh", "-c", f"exec {marker}"]))
     wait_pod(cl, ns, "steady", phase("Running"), 30)
     before = wait(lambda: _pids_with(marker), 10, "the container process")
     agent = cl.procs["localnode"]
