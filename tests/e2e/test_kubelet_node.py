@@ -23,6 +23,9 @@ from arenastack_cluster.demo_serving import ADMIN_SECRET, JUDGE_SECRET, arena_va
 from arenastack_cluster.kubeletnode import settings
 from arenastack_cluster.processes import ClusterError
 from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
+from arenastack_operator import constants
+from arenastack_operator.inferencedeployment import names as id_names
+from arenastack_operator.inferencedeployment.spec import DEFAULT_ROUTER_IMAGE
 
 pytestmark = pytest.mark.e2e
 
@@ -109,20 +112,23 @@ def _pod(cl, component: str) -> str:
     return pod["metadata"]["name"]
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
-def test_chart_pods_run_non_root_read_only_without_capabilities(chart_installed, component):
-    """Checked inside the running container, not in the manifest: the uid, a write to `/`,
-    the effective capabilities, and which image it runs."""
-    cl = chart_installed
-    pod = _pod(cl, component)
+def assert_confined(cl, namespace: str, pod: str, image: str) -> None:
+    """Checked inside the running container, not in the manifest: the uid and gid, a write to
+    `/`, the effective capabilities of its first process, and which image it runs."""
     script = ("id -u; id -g; if touch /probe 2>/dev/null; then echo writable; "
               "else echo read-only; fi; grep CapEff /proc/1/status")  # fmt: skip
-    out = cl.kubectl("exec", "-n", NAMESPACE, pod, "--", "sh", "-c", script).stdout.split("\n")
+    out = cl.kubectl("exec", "-n", namespace, pod, "--", "sh", "-c", script).stdout.split("\n")
     assert out[0] == "65532" and out[1] == "65532"
     assert out[2] == "read-only"
     assert out[3].split() == ["CapEff:", "0000000000000000"]
-    image = get(cl, "pods", NAMESPACE, pod)["status"]["containerStatuses"][0]["image"]
-    assert image.startswith(f"ghcr.io/arenastack/{component}:")
+    status = get(cl, "pods", namespace, pod)["status"]["containerStatuses"][0]
+    assert status["image"].startswith(image), status["image"]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_chart_pods_run_non_root_read_only_without_capabilities(chart_installed, component):
+    assert_confined(chart_installed, NAMESPACE, _pod(chart_installed, component),
+                    f"ghcr.io/arenastack/{component}:")  # fmt: skip
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
@@ -199,6 +205,106 @@ def test_an_evaluation_runner_in_the_arena_image_reports_why_it_failed(chart_ins
     assert terminated["exitCode"] != 0 and "refused the judge token" in terminated["message"]
     assert pod["spec"]["containers"][0]["image"].startswith("ghcr.io/arenastack/arena:")
     cl.kubectl("delete", "arenaevaluation", "refused", "-n", "default", "--wait=false")
+
+
+# Accepts connections and never answers: the runner waits on it (contestant requests have no
+# timeout), so there is time to look inside the running runner.
+SILENT_SERVER = ("import socket, time; s = socket.socket(); s.bind(('', 8000)); s.listen(64); "
+                 "time.sleep(3600)")  # fmt: skip
+
+
+def test_an_evaluation_runner_runs_non_root_read_only_without_capabilities(chart_installed):
+    """The runner Job the operator builds, looked at while it runs: the arena accepted its
+    judge token, and it waits for contestants that never answer."""
+    cl = chart_installed
+    ns = "runner-inside"
+    cl.kubectl("create", "namespace", ns)
+    cl.kubectl("create", "secret", "generic", JUDGE_SECRET, "-n", ns,
+               f"--from-literal=token={JUDGE_SECRET}-value")  # fmt: skip
+    confined = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    silent = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "silent", "namespace": ns, "labels": {"app": "silent"}},
+        "spec": {"containers": [{
+            "name": "silent", "image": "ghcr.io/arenastack/arena:0.1.0",
+            "command": ["python", "-c", SILENT_SERVER], "securityContext": confined,
+            "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+        }]},
+    }  # fmt: skip
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "silent", "namespace": ns},
+        "spec": {"selector": {"app": "silent"}, "ports": [{"port": 8000}]},
+    }
+    endpoint = {"baseURL": f"http://silent.{ns}.svc:8000/v1"}
+    evaluation = {
+        "apiVersion": "arenastack.io/v1alpha1",
+        "kind": "ArenaEvaluation",
+        "metadata": {"name": "inside", "namespace": ns},
+        "spec": {
+            "contestants": [{"name": n, "endpoint": {**endpoint, "model": n}} for n in "ab"],
+            "prompts": {"inline": [{"text": "Name a prime."}]},
+            "judge": {"endpoint": {**endpoint, "model": "judge"}},
+            "arena": {"tokenSecretRef": {"name": JUDGE_SECRET, "key": "token"}},
+        },
+    }
+    try:
+        for obj in (silent, service):
+            cl.kubectl("apply", "-f", "-", input=json.dumps(obj))
+        cl.kubectl("wait", "-n", ns, "pod/silent", "--for=condition=Ready", "--timeout=60s")
+        cl.kubectl("apply", "-f", "-", input=json.dumps(evaluation))
+        deadline = time.monotonic() + 120
+        while True:
+            pods = get(cl, "pods", ns, selector="job-name=inside-run-1") or []
+            running = [p for p in pods if p["status"].get("phase") == "Running"]
+            if running:
+                break
+            status = (get(cl, "arenaevaluations", ns, "inside") or {}).get("status", {})
+            assert status.get("phase") != "Failed", status
+            assert time.monotonic() < deadline, f"the runner never ran: {pods}"
+            time.sleep(1)
+        # Still running a few seconds on: it got past the arena's token check.
+        time.sleep(5)
+        runner = running[0]["metadata"]["name"]
+        assert get(cl, "pods", ns, runner)["status"]["phase"] == "Running"
+        assert_confined(cl, ns, runner, "ghcr.io/arenastack/arena:")
+        status = get(cl, "arenaevaluations", ns, "inside")["status"]
+        assert status["phase"] == "Running", status
+    finally:
+        cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
+
+
+def test_a_router_runs_non_root_read_only_without_capabilities(chart_installed):
+    """An InferenceDeployment's router in the vllm-router image, looked at while it runs. Its
+    engine never starts here (the real node has no vLLM image yet); the router does not wait
+    for one."""
+    cl = chart_installed
+    ns = "router-inside"
+    cl.kubectl("create", "namespace", ns)
+    body = {
+        "apiVersion": constants.API_VERSION,
+        "kind": "InferenceDeployment",
+        "metadata": {"name": "routed", "namespace": ns},
+        "spec": {"model": {"huggingFace": {"repoId": "Qwen/Qwen2.5-0.5B-Instruct"}}},
+    }
+    selector = (f"{id_names.LABEL_DEPLOYMENT}=routed,"
+                f"{constants.LABEL_COMPONENT}={id_names.COMPONENT_ROUTER}")  # fmt: skip
+    try:
+        cl.kubectl("apply", "-f", "-", input=json.dumps(body))
+        deadline = time.monotonic() + 120
+        while True:
+            pods = get(cl, "pods", ns, selector=selector) or []
+            running = [p for p in pods if p["status"].get("phase") == "Running"]
+            if running:
+                break
+            assert time.monotonic() < deadline, f"the router never ran: {pods}"
+            time.sleep(1)
+        assert_confined(cl, ns, running[0]["metadata"]["name"], DEFAULT_ROUTER_IMAGE)
+    finally:
+        cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
 
 
 def test_a_kuberay_sample_runs_ray_tasks_and_an_actor_on_the_real_node(chart_installed):

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from arenastack_operator import security
 from arenastack_operator.arenaevaluation import builders, names
 from arenastack_operator.arenaevaluation import status as st
 from arenastack_operator.arenaevaluation.builders import Owner, Target
@@ -122,7 +123,7 @@ def test_job_runs_non_root_read_only_with_secrets_from_references():
     assert job["metadata"]["labels"][names.LABEL_RUN] == "3"
     pod = job["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "eval-runner" and pod["restartPolicy"] == "Never"
-    assert pod["securityContext"]["runAsUser"] == names.RUNNER_UID
+    assert pod["securityContext"]["runAsUser"] == security.PRODUCT_UID
     (container,) = pod["containers"]
     assert container["image"] == "arena:1"
     assert container["command"] == ["python", "-m", "arenastack_arena.evaluation"]

@@ -7,7 +7,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from arenastack_operator import constants
+from arenastack_operator import constants, security
 from arenastack_operator.conditions import status_changed
 from arenastack_operator.inferencedeployment import (
     engine,
@@ -286,6 +286,17 @@ def test_endpoint_is_the_routers_openai_base_url() -> None:
         workloads.endpoint(make(router={"enabled": False}), OWNER)
         == "http://qwen-engine.ns.svc.cluster.local:8000/v1"
     )
+
+
+def test_router_pods_run_restricted_whatever_the_image() -> None:
+    pod = workloads.router_deployment(make(router={"image": "someone/router:1"}), OWNER)
+    pod_spec = pod["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"]["runAsUser"] == security.PRODUCT_UID
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    context = pod_spec["containers"][0]["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_router_rbac_lets_it_watch_pods_only() -> None:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from arenastack_operator import constants
+from arenastack_operator import constants, security
 from arenastack_operator.arenaevaluation import names
 from arenastack_operator.arenaevaluation.spec import ArenaEvaluationSpec, JobSpec, Sampling
 from arenastack_operator.hashing import spec_hash
@@ -280,22 +280,12 @@ def job(
         "env": env,
         "volumeMounts": mounts,
         "resources": settings.resources or DEFAULT_RESOURCES,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": security.container_security_context(),
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": names.runner_name(owner.name),
         "restartPolicy": "Never",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": names.RUNNER_UID,
-            "runAsGroup": names.RUNNER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": security.pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     }

@@ -17,7 +17,6 @@ COMPONENT_RUNNER: Final = "evaluation-runner"
 
 RUNNER_CONTAINER: Final = "runner"
 RUNNER_MODULE: Final = "arenastack_arena.evaluation"
-RUNNER_UID: Final = 65532  # the arena image's non-root user
 CONFIG_MOUNT: Final = "/etc/arenastack/run"
 CONFIG_FILE: Final = "run.json"
 PROMPTS_MOUNT: Final = "/etc/arenastack/prompts"

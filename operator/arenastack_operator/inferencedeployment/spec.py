@@ -415,7 +415,8 @@ class RouterSpec(ApiModel):
     replicas: PositiveInt32 = Field(default=1, description="Router replicas.")
     image: str = Field(
         default=DEFAULT_ROUTER_IMAGE,
-        description="Router image (runs the vllm-router command).",
+        description="Router image (runs the vllm-router command). It runs as uid 65532 with "
+        "a read-only root file system and no capabilities, whatever the image's own user.",
         max_length=1024,
     )
     resources: ResourceRequirements | None = Field(

@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Final
 
-from arenastack_operator import constants
+from arenastack_operator import constants, security
 from arenastack_operator.hashing import spec_hash
 from arenastack_operator.inferencedeployment import engine, names
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
@@ -299,6 +299,7 @@ def router_deployment(
             "httpGet": {"path": names.HEALTH_PATH, "port": names.ROUTER_PORT_NAME},
             "periodSeconds": ROUTER_READINESS_PERIOD_S,
         },
+        "securityContext": security.container_security_context(),
     }
     if spec.router.resources:
         container["resources"] = copy.deepcopy(spec.router.resources)
@@ -312,7 +313,11 @@ def router_deployment(
             "selector": {"matchLabels": names.selector_labels(owner.name, names.COMPONENT_ROUTER)},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"serviceAccountName": name, "containers": [container]},
+                "spec": {
+                    "serviceAccountName": name,
+                    "securityContext": security.pod_security_context(),
+                    "containers": [container],
+                },
             },
         },
     }
