@@ -525,8 +525,12 @@ def main() -> None:
                     if k >= runs_of[label]:
                         continue
                     records.append(run_one(stack, fc_python, data, table, label, k))
+                    # Stored after every run: an interrupted benchmark keeps what it measured,
+                    # marked partial.
+                    write(out, args, quick, runs_of, chosen, table, data, records, load_start,
+                          round(time.monotonic() - started), complete=False)  # fmt: skip
         write(out, args, quick, runs_of, chosen, table, data, records, load_start,
-              round(time.monotonic() - started))  # fmt: skip
+              round(time.monotonic() - started), complete=True)  # fmt: skip
     finally:
         clean_workdir(workdir, out, args.keep)
 
@@ -542,6 +546,7 @@ def write(
     records: list[dict[str, Any]],
     load_start: float,
     wall_s: int,
+    complete: bool,
 ) -> None:
     by = {label: [r for r in records if r["setting"] == label] for label in SETTINGS}
     summary = {label: summarise(rs) for label, rs in by.items()}
@@ -557,6 +562,7 @@ def write(
         "date": today(),
         "machine": machine(),
         "quick": quick,
+        "complete": complete,
         "versions": {
             "arenastack": git_sha(),
             "anchor": f"FastChat {FASTCHAT_VERSION} llm_judge (gen_api_answer, gen_judgment "
@@ -600,8 +606,9 @@ def write(
     (out / "arena_evaluation.json").write_text(json.dumps(record, indent=1) + "\n")
     md = markdown(record, summary)
     (out / "arena_evaluation.md").write_text(md)
-    print(md, flush=True)
-    print(f"written to {out}", flush=True)
+    if complete:
+        print(md, flush=True)
+        print(f"written to {out}", flush=True)
 
 
 def markdown(record: dict[str, Any], summary: dict[str, dict[str, Any]]) -> str:
@@ -616,7 +623,8 @@ def markdown(record: dict[str, Any], summary: dict[str, dict[str, Any]]) -> str:
         f"CPU vLLM engine; judge: the SmolLM2 engine. Median over runs (per setting: "
         f"{p['runs_per_setting']}; order alternated). Ratio = ours / anchor wall time, lower "
         f"is better; target at matched settings {TARGET}."
-        + (" QUICK RUN: short answers, engine cap: no result." if record["quick"] else ""),
+        + (" QUICK RUN: short answers, engine cap: no result." if record["quick"] else "")
+        + ("" if record["complete"] else f" PARTIAL: {len(record['runs'])} runs so far."),
         "",
         "| setting | ours s | anchor s | ratio | judge calls ours / anchor | verdicts parsed "
         "ours / anchor | generated tokens/s ours / anchor |",
