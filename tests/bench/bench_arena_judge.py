@@ -179,8 +179,9 @@ def main() -> None:
         "--free-text-questions",
         type=int,
         default=None,
-        help="questions of the free-text mode (default: --questions); the first of the same "
-        "prompts. A free-text judge that rambles to its token limit takes ~2.5x as long.",
+        help="questions of the free-text mode (default: --questions; 0: not run); the first "
+        "of the same prompts. A free-text judge that rambles to its token limit takes ~2.5x "
+        "as long.",
     )
     parser.add_argument(
         "--keep",
@@ -190,7 +191,8 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     count = args.questions or (QUICK_QUESTIONS if quick else DEFAULT_QUESTIONS)
-    counts = {"structured": count, "free_text": min(args.free_text_questions or count, count)}
+    free_text = count if args.free_text_questions is None else args.free_text_questions
+    counts = {"structured": count, "free_text": min(free_text, count)}
     answer_tokens = QUICK_ANSWER_TOKENS if quick else ANSWER_TOKENS
     workdir = Path(tempfile.mkdtemp(prefix="bench-judge-"))
     out = workdir / "results" if quick else RESULTS
@@ -201,6 +203,7 @@ def main() -> None:
             modes = {
                 mode: judge_mode(stack, prompts(workdir, counts[mode]), mode, answer_tokens)
                 for mode in MODES
+                if counts[mode] > 0
             }
         write(
             out, quick, counts, answer_tokens, modes, load_start, round(time.monotonic() - started)
@@ -263,7 +266,8 @@ def markdown(record: dict[str, Any]) -> str:
         "| figure | structured output (default) | free text |",
         "|---|---:|---:|",
     ]
-    s, f = record["modes"]["structured"], record["modes"]["free_text"]
+    not_run: dict[str, Any] = {"verdicts": "not run"}
+    s, f = (record["modes"].get(mode, not_run) for mode in MODES)
     rows = [
         ("parse rate (replies with a verdict)", "parse_rate", None),
         ("battles planned", "battles_planned", None),
@@ -281,7 +285,7 @@ def markdown(record: dict[str, Any]) -> str:
         ("seconds", "seconds", None),
     ]
     for label, key, sub in rows:
-        values = [m[key][sub] if sub else m[key] for m in (s, f)]
+        values = [(m[key][sub] if sub else m[key]) if key in m else "not run" for m in (s, f)]
         lines.append(f"| {label} | {values[0]} | {values[1]} |")
     lines += ["", f"Verdict counts (structured): {s['verdicts']}; (free text): {f['verdicts']}."]
     return "\n".join(lines) + "\n"

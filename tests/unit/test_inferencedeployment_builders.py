@@ -214,6 +214,19 @@ def test_referenced_raycluster_engine_joins_it() -> None:
     assert names.GPU_RESOURCE not in str(container["resources"])
 
 
+@pytest.mark.parametrize("ray_ref", [False, True])
+def test_engines_drop_every_capability_but_keep_the_images_user(ray_ref: bool) -> None:
+    spec = make(rayClusterRef={"name": "shared"}) if ray_ref else make()
+    plan = topology.plan(spec, 8)
+    container = workloads.engine_pod_template(spec, OWNER, plan)["spec"]["containers"][0]
+    context = container["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    # vLLM's official image runs as root and writes its caches in the image.
+    assert "runAsUser" not in context and "readOnlyRootFilesystem" not in context
+
+
 def test_largest_node_respects_node_selector() -> None:
     nodes = [
         {"metadata": {"labels": {"pool": "a"}}, "status": {"allocatable": {"nvidia.com/gpu": "4"}}},

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
+from arenastack_operator import security
 from arenastack_operator.inferencedeployment import names
 from arenastack_operator.inferencedeployment.spec import (
     DEFAULT_HF_TOKEN_KEY,
@@ -218,6 +219,7 @@ def engine_container(
         "resources": resources(spec, gpus),
         "volumeMounts": mounts,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        "securityContext": security.engine_security_context(),
         **probes(),
     }
     if not container["env"]:

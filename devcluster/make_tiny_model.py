@@ -1,7 +1,7 @@
 """Make a tiny deterministic Llama model for the real vLLM engine, with no model hub.
 
-    <vllm venv>/bin/python hack/make_tiny_model.py [--name NAME] [--seed N] [--out DIR]
-    <vllm venv>/bin/python hack/make_tiny_model.py --lora-for MODEL_DIR [--seed N]
+    <vllm venv>/bin/python devcluster/make_tiny_model.py [--name NAME] [--seed N] [--out DIR]
+    <vllm venv>/bin/python devcluster/make_tiny_model.py --lora-for MODEL_DIR [--seed N]
 
 Prints the model (or LoRA adapter) directory. Runs in the vLLM environment (hack/vllm-env.sh),
 which has torch,

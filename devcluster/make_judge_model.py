@@ -2,7 +2,7 @@
 folder the CPU vLLM engine loads: the only instruct model these machines can get, since no
 model hub is reachable.
 
-    <vllm venv>/bin/python hack/make_judge_model.py GGUF_FILE OUT_DIR
+    <vllm venv>/bin/python devcluster/make_judge_model.py GGUF_FILE OUT_DIR
 
 Runs in the vLLM environment (torch, transformers, safetensors) with gguf and accelerate on
 PYTHONPATH (vllmenv.judge_model installs them into a folder of their own, so the engine's

