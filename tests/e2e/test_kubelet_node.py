@@ -207,6 +207,20 @@ def test_an_evaluation_runner_in_the_arena_image_reports_why_it_failed(chart_ins
     cl.kubectl("delete", "arenaevaluation", "refused", "-n", "default", "--wait=false")
 
 
+def running_pod(cl, namespace: str, selector: str, what: str, check=None) -> str:
+    """The name of the first pod of `selector` that runs, within 120 s; `check` may fail early."""
+    deadline = time.monotonic() + 120
+    while True:
+        pods = get(cl, "pods", namespace, selector=selector) or []
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        if running:
+            return running[0]["metadata"]["name"]
+        if check is not None:
+            check()
+        assert time.monotonic() < deadline, f"{what} never ran: {pods}"
+        time.sleep(1)
+
+
 # Accepts connections and never answers: the runner waits on it (contestant requests have no
 # timeout), so there is time to look inside the running runner.
 SILENT_SERVER = ("import socket, time; s = socket.socket(); s.bind(('', 8000)); s.listen(64); "
@@ -256,19 +270,14 @@ def test_an_evaluation_runner_runs_non_root_read_only_without_capabilities(chart
             cl.kubectl("apply", "-f", "-", input=json.dumps(obj))
         cl.kubectl("wait", "-n", ns, "pod/silent", "--for=condition=Ready", "--timeout=60s")
         cl.kubectl("apply", "-f", "-", input=json.dumps(evaluation))
-        deadline = time.monotonic() + 120
-        while True:
-            pods = get(cl, "pods", ns, selector="job-name=inside-run-1") or []
-            running = [p for p in pods if p["status"].get("phase") == "Running"]
-            if running:
-                break
+
+        def failed() -> None:
             status = (get(cl, "arenaevaluations", ns, "inside") or {}).get("status", {})
             assert status.get("phase") != "Failed", status
-            assert time.monotonic() < deadline, f"the runner never ran: {pods}"
-            time.sleep(1)
+
+        runner = running_pod(cl, ns, "job-name=inside-run-1", "the runner", failed)
         # Still running a few seconds on: it got past the arena's token check.
         time.sleep(5)
-        runner = running[0]["metadata"]["name"]
         assert get(cl, "pods", ns, runner)["status"]["phase"] == "Running"
         assert_confined(cl, ns, runner, "ghcr.io/arenastack/arena:")
         status = get(cl, "arenaevaluations", ns, "inside")["status"]
@@ -294,15 +303,8 @@ def test_a_router_runs_non_root_read_only_without_capabilities(chart_installed):
                 f"{constants.LABEL_COMPONENT}={id_names.COMPONENT_ROUTER}")  # fmt: skip
     try:
         cl.kubectl("apply", "-f", "-", input=json.dumps(body))
-        deadline = time.monotonic() + 120
-        while True:
-            pods = get(cl, "pods", ns, selector=selector) or []
-            running = [p for p in pods if p["status"].get("phase") == "Running"]
-            if running:
-                break
-            assert time.monotonic() < deadline, f"the router never ran: {pods}"
-            time.sleep(1)
-        assert_confined(cl, ns, running[0]["metadata"]["name"], DEFAULT_ROUTER_IMAGE)
+        router = running_pod(cl, ns, selector, "the router")
+        assert_confined(cl, ns, router, DEFAULT_ROUTER_IMAGE)
     finally:
         cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
 
