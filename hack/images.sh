@@ -7,11 +7,13 @@
 #                             the base is left out: it is only ever a build input
 #
 # NAME: base (Debian bookworm's own Python 3.11 from Debian packages, via mmdebstrap),
-# pause (the pod sandbox, a static C program), operator, arena, vllm-router, ray (Ray
-# from PyPI under the rayproject/ray tag the KubeRay samples use), vllm-cpu (the CPU vLLM
-# engine under the vllm/vllm-openai tag the operator defaults to); the last five from
-# images/<name>/Dockerfile, built on the local base. An image is rebuilt only when its
-# inputs change; a product's inputs include the base's image id.
+# pause (the pod sandbox, a static C program), redis (Debian's redis-server, also via
+# mmdebstrap, under the redis tag KubeRay's external-Redis sample uses), operator, arena,
+# vllm-router, ray (Ray from PyPI under the rayproject/ray tag the KubeRay samples use),
+# ray-vllm (the same recipe at the Ray version the vLLM image carries), vllm-cpu (the CPU
+# vLLM engine under the vllm/vllm-openai tag the operator defaults to); the products from
+# images/<name>/Dockerfile, built on the local base. An image is
+# rebuilt only when its inputs change; a product's inputs include the base's image id.
 #
 # pip in the RUN steps gets this machine's own index settings (its pip configuration
 # and PIP_* variables) and certificate bundle, mounted read-only for the build only:
@@ -31,12 +33,15 @@ source images/vllm-cpu/versions.env  # VLLM_VERSION TORCH_VERSION VLLM_RAY_VERSI
 BASE_REF=localhost/arenastack/python:3.11-bookworm
 BASE_RELEASE=bookworm
 BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
+# The redis tag of KubeRay's ray-cluster.external-redis.yaml at the pinned KubeRay version;
+# what it holds is bookworm's redis-server (7.0), which has all that sample uses.
+REDIS_TAG=7.4.0
+REDIS_PACKAGES=redis-server
 # No mirror given: mmdebstrap uses this machine's apt sources. The merged-usr hook
 # merges /usr the way debootstrap does (usr-is-merged), which keeps usrmerge and the
 # whole of perl out; no documentation but the copyright files, no locales, no apt lists.
 # shellcheck disable=SC2016 # "$1" in a hook is mmdebstrap's: the root it is building
 MMDEBSTRAP_ARGS=(
-  --variant=minbase --include="$BASE_PACKAGES"
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --aptopt='Acquire::Languages "none"'
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
@@ -47,16 +52,24 @@ MMDEBSTRAP_ARGS=(
   # The host's own name and resolver: the runtime provides both.
   --customize-hook='rm -f "$1"/etc/hostname "$1"/etc/resolv.conf'
 )
+# mmdebstrap_args PACKAGES: mmdebstrap's options for a root file system of PACKAGES, a line each.
+mmdebstrap_args() { printf '%s\n' --variant=minbase --include="$1" "${MMDEBSTRAP_ARGS[@]}"; }
+# Before the package's own postinst picks one: the redis user under the official image's
+# uid and gid (999), so that a pod's runAsUser and the files of /data agree with it.
+# shellcheck disable=SC2016
+REDIS_HOOKS=(--essential-hook='echo "redis:x:999:999:redis:/var/lib/redis:/usr/sbin/nologin" >>"$1"/etc/passwd && echo "redis:x:999:" >>"$1"/etc/group')
 # Bump when the way images are made changes, so every archive is redone.
 RECIPE=1
 
 declare -A REF=(
   [base]=$BASE_REF
   [pause]=localhost/arenastack/pause:3.10
+  [redis]=docker.io/library/redis:$REDIS_TAG
   [operator]=ghcr.io/arenastack/operator:$APP_VERSION
   [arena]=ghcr.io/arenastack/arena:$APP_VERSION
   [vllm-router]=ghcr.io/arenastack/vllm-router:$ROUTER_VERSION
   [ray]=docker.io/rayproject/ray:$RAY_VERSION
+  [ray-vllm]=docker.io/rayproject/ray:$VLLM_RAY_VERSION
   [vllm-cpu]=docker.io/vllm/vllm-openai:v$VLLM_VERSION
 )
 # What each product image copies from the repository (besides its Dockerfile).
@@ -65,12 +78,18 @@ declare -A INPUTS=(
   [arena]="requirements/arena.in requirements/lock.txt services/arena/arenastack_arena"
   [vllm-router]="requirements/inference.in requirements/lock.txt"
   [ray]=""
+  [ray-vllm]=""
   [vllm-cpu]="images/vllm-cpu/requirements.py images/vllm-cpu/versions.env"
 )
-ALL=(base pause operator arena vllm-router ray vllm-cpu)
-# The --build-arg options of every product build (BASE aside).
-BUILD_ARGS=("RAY_VERSION=$RAY_VERSION" "VLLM_VERSION=$VLLM_VERSION"
-  "TORCH_VERSION=$TORCH_VERSION" "VLLM_RAY_VERSION=$VLLM_RAY_VERSION")
+ALL=(base pause redis operator arena vllm-router ray ray-vllm vllm-cpu)
+# Images built from another one's Dockerfile (at other build arguments).
+declare -A RECIPE_OF=([ray-vllm]=ray)
+# Each product's --build-arg options (BASE aside): a version bump rebuilds only its image.
+declare -A BUILD_ARGS=(
+  [ray]="RAY_VERSION=$RAY_VERSION"
+  [ray-vllm]="RAY_VERSION=$VLLM_RAY_VERSION"
+  [vllm-cpu]="VLLM_VERSION=$VLLM_VERSION TORCH_VERSION=$TORCH_VERSION VLLM_RAY_VERSION=$VLLM_RAY_VERSION"
+)
 
 die() { echo "images: $*" >&2; exit 1; }
 # put FILE TEXT: replace FILE at once (--list reads these files without the lock)
@@ -85,13 +104,18 @@ digest_of() {
   {
     echo "recipe $RECIPE ${REF[$name]}"
     case "$name" in
-      base) printf '%s\n' "$BASE_RELEASE" "${MMDEBSTRAP_ARGS[@]}" ;;
+      base) echo "$BASE_RELEASE" && mmdebstrap_args "$BASE_PACKAGES" ;;
+      redis)
+        echo "$BASE_RELEASE" && mmdebstrap_args "$REDIS_PACKAGES"
+        printf '%s\n' "${REDIS_HOOKS[@]}" && sha256sum images/redis/Dockerfile
+        ;;
       pause) sha256sum images/pause/pause.c images/pause/Dockerfile ;;
       *)
         # The base's image id: a new base rebuilds everything on it.
         cat "$CACHE/base.current" 2>/dev/null || true
-        sha256sum "images/$name/Dockerfile"
-        printf 'build-arg %s\n' "${BUILD_ARGS[@]}"
+        sha256sum "images/${RECIPE_OF[$name]:-$name}/Dockerfile"
+        # shellcheck disable=SC2086 # a list of NAME=VALUE words
+        printf 'build-arg %s\n' ${BUILD_ARGS[$name]:-}
         # shellcheck disable=SC2086
         [[ -z "${INPUTS[$name]}" ]] || find ${INPUTS[$name]} -type f ! -path '*/__pycache__/*' \
           ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
@@ -187,12 +211,18 @@ finish() { # finish NAME ARCHIVE OLD_ID: export the image to its archive, drop w
   fi
 }
 
-build_base() {
+# build_rootfs NAME PACKAGES [MMDEBSTRAP_OPTION...]: images/NAME/Dockerfile over a Debian
+# root file system of PACKAGES that mmdebstrap makes (Debian packages only, no registry).
+build_rootfs() {
+  local name=$1 packages=$2 options; shift 2
   command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: run \`make apt\`"
-  echo "images: base: Debian $BASE_RELEASE with $BASE_PACKAGES (mmdebstrap)" >&2
-  run_logged base mmdebstrap "${MMDEBSTRAP_ARGS[@]}" "$BASE_RELEASE" "$WORK/rootfs.tar"
-  cp images/base/Dockerfile "$WORK/Dockerfile"
-  buildah bud -q --layers=false -t "$BASE_REF" -f "$WORK/Dockerfile" "$WORK" >>"$CACHE/base.log"
+  echo "images: $name: Debian $BASE_RELEASE with $packages (mmdebstrap)" >&2
+  mkdir -p "$WORK/$name"
+  mapfile -t options < <(mmdebstrap_args "$packages")
+  run_logged "$name" mmdebstrap "${options[@]}" "$@" \
+    "$BASE_RELEASE" "$WORK/$name/rootfs.tar"
+  buildah bud -q --layers=false -t "${REF[$name]}" -f "images/$name/Dockerfile" "$WORK/$name" \
+    >>"$CACHE/$name.log"
 }
 
 build_pause() {
@@ -210,9 +240,10 @@ build_product() {
   # here between builds instead of being downloaded again.
   mkdir -p "$CACHE_ROOT/pip-cache"
   mounts+=("--volume=$CACHE_ROOT/pip-cache:/root/.cache/pip")
-  for arg in "${BUILD_ARGS[@]}"; do args+=(--build-arg "$arg"); done
+  # shellcheck disable=SC2086 # a list of NAME=VALUE words
+  for arg in ${BUILD_ARGS[$name]:-}; do args+=(--build-arg "$arg"); done
   run_logged "$name" buildah bud --layers --network host "${mounts[@]}" "${args[@]}" \
-    -t "${REF[$name]}" -f "images/$name/Dockerfile" "$ROOT"
+    -t "${REF[$name]}" -f "images/${RECIPE_OF[$name]:-$name}/Dockerfile" "$ROOT"
 }
 
 names=("$@")
@@ -221,7 +252,7 @@ for name in "${names[@]}"; do
   [[ -n "${REF[$name]:-}" ]] || die "unknown image '$name' (${ALL[*]})"
 done
 # Products need the base first, and its image id names their archives.
-[[ " ${names[*]} " =~ \ (operator|arena|vllm-router|ray|vllm-cpu)\  && ! " ${names[*]} " =~ \ base\  ]] \
+[[ " ${names[*]} " =~ \ (operator|arena|vllm-router|ray|ray-vllm|vllm-cpu)\  && ! " ${names[*]} " =~ \ base\  ]] \
   && names=(base "${names[@]}")
 for name in "${names[@]}"; do
   archive=$(archive_of "$name")
@@ -232,7 +263,8 @@ for name in "${names[@]}"; do
   else
     t0=$SECONDS
     case "$name" in
-      base) build_base ;;
+      base) build_rootfs base "$BASE_PACKAGES" ;;
+      redis) build_rootfs redis "$REDIS_PACKAGES" "${REDIS_HOOKS[@]}" ;;
       pause) build_pause ;;
       *) build_product "$name" ;;
     esac

@@ -61,7 +61,7 @@ def _make(python: Path, *args: str) -> Path:
 def judge_model(python: Path) -> Path:
     """SmolLM2-135M-Instruct as a model folder (made once from its PyPI package, cached)."""
     version = JUDGE_PACKAGE.split("==")[1]
-    out = pypi.cache_root() / "models" / f"{JUDGE_MODEL_NAME}-{version}"
+    out = models_root() / f"{JUDGE_MODEL_NAME}-{version}"
     if (out / "config.json").is_file():
         return out
     tools = pypi.cache_root() / "packages" / ("tools-" + "-".join(JUDGE_TOOLS).replace("==", ""))
@@ -74,6 +74,11 @@ def judge_model(python: Path) -> Path:
     if proc.returncode != 0:
         raise ClusterError(f"make_judge_model.py failed:\n{proc.stderr[-3000:]}")
     return out
+
+
+def models_root() -> Path:
+    """The host folder of the models made here (make_tiny_model.py's and judge_model's)."""
+    return pypi.cache_root() / "models"
 
 
 def tiny_model(python: Path, name: str = "tiny-llama", seed: int = 0) -> Path:

@@ -27,7 +27,7 @@ reasoning and coding. A structural difference remains: FastChat judges each turn
 the engines' token counts per run are recorded so the figures can be read per token too.
 
     .venv/bin/python tests/bench/bench_arena_evaluation.py [--quick]
-        [--questions-per-category N] [--runs N] [--concurrency N] [--settings a,b]
+        [--questions-per-category N] [--runs N] [--concurrency N] [--settings a,b] [--resume]
 
 Writes tests/bench/results/arena_evaluation.{json,md}. Target: ours <= 0.6x FastChat's wall
 time at matched settings.
@@ -441,6 +441,7 @@ def run_one(
         run=k,
         tokens=counters_delta(before, stack.counters()),
         load_average={"before": load_before, "after": load_average()},
+        arenastack=git_sha(),
     )
     v = result["verdicts"]
     print(f"{name}: {result['seconds']:.1f} s, {v['parsed']}/{v['replies']} verdicts parsed, "
@@ -489,7 +490,31 @@ def parse_args() -> argparse.Namespace:
         default=",".join(SETTINGS),
         help=f"which settings to run, of {','.join(SETTINGS)}",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs a partial result in the results folder holds (same questions "
+        "and settings) and run only the missing ones",
+    )
     return parser.parse_args()
+
+
+def stored_runs(
+    out: Path, data: Data, table: dict[str, AnchorSetting | OursSetting]
+) -> list[dict[str, Any]]:
+    """The runs of the stored, partial result, for --resume. Refused when that result measured
+    other questions or settings: its runs would not be medians of the same thing."""
+    path = out / "arena_evaluation.json"
+    if not path.exists():
+        raise SystemExit(f"--resume: there is no stored result at {path}")
+    stored = json.loads(path.read_text())
+    params = stored["params"]
+    if params["questions"] != [q["question_id"] for q in data.questions]:
+        raise SystemExit(f"--resume: {path} measured questions {params['questions']}")
+    if params["settings"] != {label: asdict(s) for label, s in table.items()}:
+        raise SystemExit(f"--resume: {path} measured other settings")
+    return [{**r, "arenastack": r.get("arenastack", stored["versions"]["arenastack"])}
+            for r in stored["runs"]]  # fmt: skip
 
 
 def main() -> None:
@@ -510,6 +535,8 @@ def main() -> None:
     load_start = load_average()
     started = time.monotonic()
     records: list[dict[str, Any]] = []
+    if args.resume and quick:
+        raise SystemExit("--resume continues a full run; --quick results are not stored")
     try:
         categories = (
             tuple(c.strip() for c in args.categories.split(",")) if args.categories else None
@@ -518,11 +545,15 @@ def main() -> None:
         print(f"{len(data.questions)} questions: "
               f"{[q['question_id'] for q in data.questions]}; runs {runs_of}",
               flush=True)  # fmt: skip
+        if args.resume:
+            records = stored_runs(out, data, table)
+            print(f"resuming: {len(records)} stored runs kept", flush=True)
+        done = {(r["setting"], r["run"]) for r in records}
         with evaluation_stack(workdir, max_new_tokens=QUICK_ENGINE_CAP if quick else None) as stack:
             for k in range(max(runs_of[label] for label in chosen)):
                 # Alternate the order between rounds: a machine that drifts favours no setting.
                 for label in chosen if k % 2 == 0 else chosen[::-1]:
-                    if k >= runs_of[label]:
+                    if k >= runs_of[label] or (label, k) in done:
                         continue
                     records.append(run_one(stack, fc_python, data, table, label, k))
                     # Stored after every run: an interrupted benchmark keeps what it measured,
@@ -662,14 +693,14 @@ def markdown(record: dict[str, Any], summary: dict[str, dict[str, Any]]) -> str:
             )
     lines += [
         "",
-        "| run | setting | s | parsed/replies | load before |",
-        "|---|---|---:|---:|---:|",
+        "| run | setting | s | parsed/replies | load before | arenastack |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for r in record["runs"]:
         v = r["verdicts"]
         lines.append(
             f"| {r['run']} | {r['setting']} | {r['seconds']} | {v['parsed']}/{v['replies']} | "
-            f"{r['load_average']['before']} |"
+            f"{r['load_average']['before']} | {r.get('arenastack', '')} |"
         )
     return "\n".join(lines) + "\n"
 

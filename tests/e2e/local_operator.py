@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import signal
 import subprocess
 import sys
@@ -19,8 +20,11 @@ from arenastack_cluster import vllmenv
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
 from arenastack_cluster.processes import poll
 from arenastack_operator import constants
+from arenastack_operator.inferencedeployment import names as id_names
 
 STOP_TIMEOUT_S = 30
+# The claim over the host's model cache that engines on the real node read weights from.
+MODELS_CLAIM = "models"
 
 
 @contextmanager
@@ -71,6 +75,56 @@ def vllm_namespace(cluster: LocalCluster, namespace: str) -> Iterator[LocalClust
         yield cluster
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        drop_models_volume(cluster, namespace)
+
+
+def _models_volume(cluster: LocalCluster, namespace: str) -> None:
+    """A PersistentVolume over the host's model cache, bound to the claim MODELS_CLAIM in
+    `namespace`: how a user hands replicas weights already on a volume (there is no
+    provisioner here). A volume binds one claim, so each namespace has its own."""
+    pv = {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"{namespace}-{MODELS_CLAIM}",
+                     "labels": {"arenastack.test/models-of": namespace}},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
+                 "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": str(vllmenv.models_root()), "type": "Directory"}},
+    }  # fmt: skip
+    claim = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": MODELS_CLAIM, "namespace": namespace},
+        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                 "volumeName": pv["metadata"]["name"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": [pv, claim]}))  # fmt: skip
+
+
+def drop_models_volume(cluster: LocalCluster, namespace: str) -> None:
+    """The volume _models_volume made for `namespace` (retained, so not deleted with it)."""
+    cluster.kubectl("delete", "pv", "-l", f"arenastack.test/models-of={namespace}",
+                    "--wait=false", check=False)  # fmt: skip
+
+
+def model_source(cluster: LocalCluster, namespace: str, model: Path) -> dict[str, Any]:
+    """spec.model's source for `model`, a folder of the host's model cache: the host path on
+    the process node (its pods read the host's files), a path on the claim over the cache on
+    the real node (the volume and claim are made on first use)."""
+    if not cluster.real_node:
+        return {"path": str(model)}
+    _models_volume(cluster, namespace)
+    relative = model.resolve().relative_to(vllmenv.models_root().resolve())
+    return {"volume": {"claimName": MODELS_CLAIM, "path": str(relative)}}
+
+
+def engine_path(cluster: LocalCluster, path: Path) -> str:
+    """Where an engine pod of a deployment with a model_source sees `path`, a file or folder
+    of the model cache (a LoRA adapter's source, say)."""
+    if not cluster.real_node:
+        return str(path)
+    relative = path.resolve().relative_to(vllmenv.models_root().resolve())
+    return posixpath.join(id_names.MODEL_MOUNT, str(relative))
 
 
 def vllm_fixtures(namespace: str, autoscale_interval_s: float) -> tuple[Any, Any]:

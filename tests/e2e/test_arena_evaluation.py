@@ -51,11 +51,14 @@ PROMPTS = [
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def _deployment(name: str, path: Path, max_len: int, args: list[str]) -> dict[str, Any]:
+def _deployment(
+    cl: LocalCluster, name: str, path: Path, max_len: int, args: list[str]
+) -> dict[str, Any]:
+    source = local_operator.model_source(cl, NAMESPACE, path)
     return {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": name},
-        "spec": {"model": {"path": str(path), "servedModelName": name, "dtype": "float32"},
+        "spec": {"model": {**source, "servedModelName": name, "dtype": "float32"},
                  "gpusPerReplica": 0,
                  "engine": {"maxModelLen": max_len, "extraArgs": args},
                  "router": {"policy": "roundRobin"}},
@@ -121,9 +124,9 @@ def stack(
     with local_operator.vllm_namespace(cl, NAMESPACE):
         judge_token = _secret(cl, JUDGE_SECRET)
         admin_token = _secret(cl, ADMIN_SECRET)
-        bodies = [_deployment(JUDGE, judge_model, vllmenv.JUDGE_MAX_MODEL_LEN,
+        bodies = [_deployment(cl, JUDGE, judge_model, vllmenv.JUDGE_MAX_MODEL_LEN,
                               vllmenv.JUDGE_ENGINE_ARGS),
-                  _deployment(NOISE, noise_model, 512, vllmenv.FAST_ENGINE_ARGS)]  # fmt: skip
+                  _deployment(cl, NOISE, noise_model, 512, vllmenv.FAST_ENGINE_ARGS)]  # fmt: skip
         cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(bodies))
         log = tmp_path_factory.mktemp("operator") / "operator.log"
         arena_url = f"http://{ARENA_SERVICE}.{NAMESPACE}.svc:80"

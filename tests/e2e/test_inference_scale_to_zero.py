@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, vllm_fixtures, wait
+from local_operator import get, model_source, vllm_fixtures, wait
 from openai import OpenAI
 from vllm_processes import FAST_FLAGS, SERVED
 
@@ -86,7 +86,8 @@ def test_zero_replicas_wake_on_a_request_at_the_router_and_sleep_again(
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": NAME},
         "spec": {
-            "model": {"path": str(model_dir), "servedModelName": SERVED, "dtype": "float32"},
+            "model": {**model_source(cl, NAMESPACE, model_dir), "servedModelName": SERVED,
+                      "dtype": "float32"},
             "gpusPerReplica": 0,
             "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
             "router": {"policy": "roundRobin"},

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from compat_data import kuberay_sample
+from local_operator import drop_models_volume, model_source
 from openai import OpenAI
 from test_raycluster_on_local_node import JOB as RAY_JOB
 from test_raycluster_on_local_node import SAMPLE as RAY_SAMPLE
@@ -289,25 +290,6 @@ def test_an_evaluation_runner_runs_non_root_read_only_without_capabilities(chart
         cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
 
 
-def _model_claim(ns: str, model_dir: Path) -> list[dict]:
-    """A PersistentVolume over the host folder of the model, bound to a claim in `ns`: the way
-    a user hands a replica weights already on a volume (there is no provisioner here)."""
-    pv = {
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{ns}-model"},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
-                 "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
-                 "hostPath": {"path": str(model_dir), "type": "Directory"}},
-    }  # fmt: skip
-    claim = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "weights", "namespace": ns},
-        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "",
-                 "volumeName": pv["metadata"]["name"],
-                 "resources": {"requests": {"storage": "1Gi"}}},
-    }  # fmt: skip
-    return [pv, claim]
-
-
 def test_an_inference_deployment_serves_from_the_vllm_image(chart_installed, model_dir):
     """An InferenceDeployment on the real node: the engine in the vLLM image (the CPU build
     under vllm/vllm-openai's tag) loads weights from a claim, the router in the vllm-router
@@ -322,7 +304,7 @@ def test_an_inference_deployment_serves_from_the_vllm_image(chart_installed, mod
         "kind": "InferenceDeployment",
         "metadata": {"name": "served", "namespace": ns},
         "spec": {
-            "model": {"volume": {"claimName": "weights"}, "servedModelName": SERVED,
+            "model": {**model_source(cl, ns, model_dir), "servedModelName": SERVED,
                       "dtype": "float32"},
             "gpusPerReplica": 0,
             "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
@@ -338,8 +320,7 @@ def test_an_inference_deployment_serves_from_the_vllm_image(chart_installed, mod
         return status.get("readyReplicas") == 1
 
     try:
-        claim = _model_claim(ns, model_dir)
-        cl.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([*claim, body]))
+        cl.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
         deadline = time.monotonic() + ENGINE_READY_TIMEOUT_S
         while not ready():
             if time.monotonic() > deadline:
@@ -377,7 +358,7 @@ def test_an_inference_deployment_serves_from_the_vllm_image(chart_installed, mod
         assert chat.usage.completion_tokens > 0
     finally:
         cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
-        cl.kubectl("delete", "pv", f"{ns}-model", "--wait=false", check=False)
+        drop_models_volume(cl, ns)
 
 
 def test_a_kuberay_sample_runs_ray_tasks_and_an_actor_on_the_real_node(chart_installed):

@@ -73,7 +73,8 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": "tiny"},
         "spec": {
-            "model": {"path": str(model_dir), "servedModelName": SERVED, "dtype": "float32"},
+            "model": {**local_operator.model_source(cl, NAMESPACE, model_dir),
+                      "servedModelName": SERVED, "dtype": "float32"},
             "gpusPerReplica": 0,
             # Two sequences per batch: a modest burst queues requests.
             "engine": {"maxModelLen": 512, "maxNumSeqs": 2, "extraArgs": FAST_FLAGS},
@@ -89,7 +90,8 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": "other"},
         "spec": {
-            "model": {"path": str(other_model), "servedModelName": OTHER, "dtype": "float32"},
+            "model": {**local_operator.model_source(cl, NAMESPACE, other_model),
+                      "servedModelName": OTHER, "dtype": "float32"},
             "gpusPerReplica": 0,
             "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
             # The router's own flags pass through (it would not start with a flag it lacks).
@@ -148,7 +150,8 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
     # A LoRA adapter added to the spec is loaded into the running replica.
     (engine_pod,) = pods(cl, "engine")
     adapter = tiny_lora(vllm_python, model_dir)
-    body["spec"]["lora"]["adapters"] = [{"name": ADAPTER, "source": str(adapter)}]
+    source = local_operator.engine_path(cl, adapter)
+    body["spec"]["lora"]["adapters"] = [{"name": ADAPTER, "source": source}]
     cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
 
     def adapter_listed() -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, vllm_fixtures, wait
+from local_operator import get, model_source, vllm_fixtures, wait
 from vllm_processes import FAST_FLAGS, SERVED
 
 from arenastack_cluster.cluster import LocalCluster
@@ -63,7 +63,8 @@ def test_pipeline_stages_on_two_ray_nodes_reach_the_cpu_engines_ray_refusal(
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": NAME},
         "spec": {
-            "model": {"path": str(model_dir), "servedModelName": SERVED, "dtype": "float32"},
+            "model": {**model_source(cl, NAMESPACE, model_dir), "servedModelName": SERVED,
+                      "dtype": "float32"},
             "gpusPerReplica": 0,
             "distributed": "ray",
             "engine": {"pipelineParallelSize": 2, "maxModelLen": 512, "extraArgs": FAST_FLAGS},

@@ -26,13 +26,12 @@ from typing import Any
 import pytest
 import yaml
 
-from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.processes import poll
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
-RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
 IDLE_TIMEOUT_S = 10
 # Ray's autoscaler calls the apiserver with `requests`, so the apiserver records its writes
 # under this field manager (the operator and kubectl have other names).
@@ -195,12 +194,9 @@ def print_diagnostics(cluster: LocalCluster, ns: str, pods: Watch) -> None:
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_ray_autoscaler_scales_workers_up_and_down(
-    local_cluster: LocalCluster, chart_operator: None, version: str
+    ray_cluster: LocalCluster, chart_operator: None, version: str
 ) -> None:
-    assert (RAY_RUNTIME / "bin" / "ray").exists(), (
-        "the ray runtime is missing: `make runtimes` installs it"
-    )
-    cl = local_cluster
+    cl = ray_cluster
     ns, name = f"ray-autoscale-{version}", f"autoscale-{version}"
     cl.kubectl("create", "namespace", ns, check=False)
     pods = Watch(cl, "pods", "-n", ns, "-l", f"ray.io/cluster={name}")

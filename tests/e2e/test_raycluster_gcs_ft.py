@@ -25,14 +25,13 @@ import pytest
 import yaml
 from compat_data import kuberay_sample
 
-from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.processes import poll
 from arenastack_cluster.rayjobs import DASHBOARD_PORT, JobResult, run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE = "ray-cluster.external-redis.yaml"
-RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
 NAMESPACE = "ray-gcs-ft"
 # The sample's scripts, mounted on the head from its ConfigMap.
 CREATE_ACTOR = "python /home/ray/samples/detached_actor.py"
@@ -128,9 +127,8 @@ def _redis_keys(cl: LocalCluster, password: str, pattern: str) -> list[str]:
 
 # Two head starts and a dozen Ray jobs: a few minutes on a quiet machine, more on a busy one.
 @pytest.mark.timeout(900)
-def test_head_replaced_workers_and_detached_actor_survive(local_cluster, chart_operator) -> None:
-    assert (RAY_RUNTIME / "bin" / "ray").exists(), "the ray runtime is missing: `make runtimes`"
-    cl = local_cluster
+def test_head_replaced_workers_and_detached_actor_survive(ray_cluster, chart_operator) -> None:
+    cl = ray_cluster
     sample = kuberay_sample(SAMPLE)
     docs = [d for d in yaml.safe_load_all(sample.read_text()) if d]
     (rc_doc,) = [d for d in docs if d["kind"] == "RayCluster"]
@@ -147,6 +145,11 @@ def test_head_replaced_workers_and_detached_actor_survive(local_cluster, chart_o
         assert env["RAY_REDIS_ADDRESS"]["value"] == "redis:6379"
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis-password-secret"
         assert env["RAY_external_storage_namespace"]["value"] == uid
+        if cl.real_node:  # the redis image's own user: the sample's pod sets none
+            (redis,) = (_get(cl, "pods", "-l", "app=redis") or {})["items"]
+            whoami = cl.kubectl("exec", "-n", NAMESPACE, redis["metadata"]["name"], "--", "id",
+                                "-u").stdout.strip()  # fmt: skip
+            assert whoami == "999", whoami
 
         head_ip = head["status"]["podIP"]
         _job(head_ip, CREATE_ACTOR)

@@ -10,13 +10,11 @@ import pytest
 import yaml
 from compat_data import kuberay_sample
 
-from arenastack_cluster.cluster import REPO_ROOT
 from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE = "ray-cluster.sample.yaml"
-RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
 
 # Runs on the head as the job's driver. Tasks are spread and an actor is pinned to a
 # worker node, and the job prints where each ran.
@@ -50,11 +48,8 @@ def _get(cluster, *args: str) -> dict | None:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-def test_kuberay_sample_runs_tasks_actors_and_a_job(local_cluster, chart_operator):
-    assert (RAY_RUNTIME / "bin" / "ray").exists(), (
-        "the ray runtime is missing: `make runtimes` installs it"
-    )
-    cl = local_cluster
+def test_kuberay_sample_runs_tasks_actors_and_a_job(ray_cluster, chart_operator):
+    cl = ray_cluster
     sample = kuberay_sample(SAMPLE)
     ns = "ray-e2e"
     cl.kubectl("create", "namespace", ns, check=False)
