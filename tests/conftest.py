@@ -91,7 +91,7 @@ def operator_kubeconfig(
     return cluster.service_account_kubeconfig(FIXTURE_NAMESPACE, chart_rbac, path)
 
 
-# -- the local profile: a node that runs pods as real processes -------------------------------
+# -- the local profile: a node that runs pods ------------------------------------------------
 
 LOCAL_NODE_GPUS = 2
 
@@ -113,15 +113,15 @@ def claim_local_slot(octet: int = 245) -> tuple[int, int]:
     raise RuntimeError("every local-node test slot is taken by another test session")
 
 
-@pytest.fixture(scope="session")
-def local_cluster() -> Iterator[LocalCluster]:
-    """One local-profile cluster for the session's end-to-end and local-node tests."""
+def _local_profile_cluster(node: str, octet: int) -> Iterator[LocalCluster]:
+    """A local-profile cluster with `node` as its local node, on a slot of its own."""
     os.environ[GPUS_ENV] = str(LOCAL_NODE_GPUS)
-    slot, lock = claim_local_slot()
+    slot, lock = claim_local_slot(octet)
     cl = LocalCluster(
-        state=REPO_ROOT / ".state" / f"test-localnode-{slot}",
+        state=REPO_ROOT / ".state" / f"test-{node}node-{slot}",
         profile="local",
-        pod_cidr=f"10.245.{slot}.0/24",
+        pod_cidr=f"10.{octet}.{slot}.0/24",
+        node=node,
     )
     cl.up(log=lambda line: print(line, flush=True))
     node_log = cl.procs["kubelet" if cl.real_node else "localnode"].log
@@ -133,20 +133,15 @@ def local_cluster() -> Iterator[LocalCluster]:
     os.close(lock)
 
 
-@pytest.fixture(scope="module")
-def kubelet_cluster() -> Iterator[LocalCluster]:
-    """A local-profile cluster on the real node (the upstream kubelet, containerd, runc and
-    the project's images), for the tests of that node; its own pod range and state."""
-    os.environ[GPUS_ENV] = str(LOCAL_NODE_GPUS)
-    slot, lock = claim_local_slot(octet=246)
-    cl = LocalCluster(
-        state=REPO_ROOT / ".state" / f"test-kubeletnode-{slot}",
-        profile="local",
-        pod_cidr=f"10.246.{slot}.0/24",
-        node="kubelet",
-    )
-    cl.up(log=lambda line: print(line, flush=True))
-    yield cl
-    if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
-        cl.down(quiet=True)
-    os.close(lock)
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """The session's local-profile cluster for the end-to-end tests: the real node (the
+    upstream kubelet, containerd and runc running the project's images)."""
+    yield from _local_profile_cluster("kubelet", octet=246)
+
+
+@pytest.fixture(scope="session")
+def process_cluster() -> Iterator[LocalCluster]:
+    """A local-profile cluster on the process runner (arenastack_cluster.localnode, the earlier
+    local node, which runs pods as host processes), for that runner's own tests."""
+    yield from _local_profile_cluster("process", octet=245)

@@ -1,14 +1,14 @@
 """`arenastack` command line: the local development cluster.
 
-arenastack cluster up [--profile kwok|local] [--node process|kubelet]
+arenastack cluster up [--profile kwok|local] [--node kubelet|process]
                       [--cpu-nodes 4] [--gpu-nodes 4]
 arenastack cluster down | status | kubeconfig [--profile kwok|local]
 
 Without --profile, down/status/kubeconfig act on whichever profiles have a
 running state folder (down stops them all). ARENASTACK_POD_CIDR chooses the
 local node's pod range (default 10.244.0.0/24); ARENASTACK_LOCAL_NODE the local node
-when --node is not given (process, the default for now, or kubelet: the upstream
-kubelet with containerd running the images `make images` built).
+when --node is not given (kubelet, the default: the upstream kubelet with containerd and
+runc running the images `make images` builds; or process, the earlier process runner).
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         choices=PROFILES,
         default="kwok",
-        help="kwok: simulated nodes (integration tests, scale); local: pods run as real "
-        "processes on a local node (end-to-end tests, the demo)",
+        help="kwok: simulated nodes (integration tests, scale); local: a local node that "
+        "runs pods for real (end-to-end tests, the demo)",
     )
     up.add_argument(
         "--node",
         choices=NODE_KINDS,
         default=None,
-        help="the local profile's node: process (the process runner) or kubelet (the "
-        "upstream kubelet, containerd and runc)",
+        help="the local profile's node: kubelet (the upstream kubelet, containerd and runc; "
+        "the default) or process (the process runner)",
     )
     up.add_argument("--cpu-nodes", type=int, default=4)
     up.add_argument("--gpu-nodes", type=int, default=4)

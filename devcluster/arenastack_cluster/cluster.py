@@ -43,7 +43,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 # (arenastack_cluster.kubeletnode), chosen by --node or ARENASTACK_LOCAL_NODE.
 LOCAL_COMPONENTS = (*COMPONENTS[:4], "kube-proxy", "coredns", "localnode")
 KUBELET_COMPONENTS = (*COMPONENTS[:4], "containerd", "kubelet", "kube-proxy", "coredns")
-NODE_KINDS = ("process", "kubelet")
+NODE_KINDS = ("kubelet", "process")
 NODE_ENV = "ARENASTACK_LOCAL_NODE"
 LOOPBACK = "127.0.0.1"
 # Controllers the tests and the operator rely on, named as kube-controller-manager
@@ -102,7 +102,7 @@ class LocalCluster:
         self.pki = self.state / "pki"
         self.kubeconfig = self.state / "kubeconfig"
         # A running cluster's node kind is the one it was started with.
-        self.node = node or self._read_meta().get("node") or os.environ.get(NODE_ENV, "process")
+        self.node = node or self._read_meta().get("node") or os.environ.get(NODE_ENV, "kubelet")
         if self.node not in NODE_KINDS:
             raise ClusterError(f"{NODE_ENV}={self.node!r}: the local node is one of {NODE_KINDS}")
         if profile != "local":

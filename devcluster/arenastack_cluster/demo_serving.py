@@ -1,8 +1,8 @@
 """The serving half of `make demo` on the local profile: two small models behind vLLM's router,
 and the arena that ranks them beside the real Chatbot Arena leaderboard of August 2024.
 
-show_inference: two InferenceDeployments become engine and router pods (the engine pods are
-host processes that read the models by path): SmolLM2-135M-Instruct, a real instruct model
+show_inference: two InferenceDeployments become engine and router pods (the engines read the
+models from the host's model cache: modelclaim): SmolLM2-135M-Instruct, a real instruct model
 unpacked from its PyPI package, and a random-weight tiny model made locally, which answers
 noise; the official openai client gets a chat answer through each router.
 
@@ -25,6 +25,7 @@ from openai import OpenAI
 from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import ArenaClient
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
+from arenastack_cluster.modelclaim import model_source
 from arenastack_cluster.processes import ClusterError, poll
 from arenastack_cluster.vllmenv import (
     FAST_ENGINE_ARGS,
@@ -78,7 +79,7 @@ def _ready_pod_ip(cluster: LocalCluster, namespace: str, selector: str) -> str |
 
 
 def _inference_deployment(
-    name: str, model_path: str, max_model_len: int, engine_args: list[str]
+    name: str, source: dict[str, Any], max_model_len: int, engine_args: list[str]
 ) -> dict[str, Any]:
     return {
         "apiVersion": constants.API_VERSION,
@@ -86,7 +87,7 @@ def _inference_deployment(
         "metadata": {"name": name},
         "spec": {
             # float32: in bfloat16 the CPU engine's answers are noise even for the real model.
-            "model": {"path": model_path, "servedModelName": name, "dtype": "float32"},
+            "model": {**source, "servedModelName": name, "dtype": "float32"},
             "gpusPerReplica": 0,
             "engine": {"maxModelLen": max_model_len, "extraArgs": engine_args},
             "router": {"policy": "roundRobin"},
@@ -121,13 +122,13 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
     (a pod address this machine reaches)."""
     _section("two small models behind vLLM's router (InferenceDeployment)")
     python = vllm_python(link_runtime=True)
-    bodies = [
-        _inference_deployment(INSTRUCT_MODEL, str(judge_model(python)), JUDGE_MAX_MODEL_LEN,
-                              JUDGE_ENGINE_ARGS),
-        _inference_deployment(NOISE_MODEL, str(tiny_model(python, "tiny-llama", NOISE_SEED)),
-                              NOISE_MAX_MODEL_LEN, FAST_ENGINE_ARGS),
-    ]  # fmt: skip
     cluster.kubectl("create", "namespace", namespace, check=False)
+    instruct = model_source(cluster, namespace, judge_model(python))
+    noise = model_source(cluster, namespace, tiny_model(python, "tiny-llama", NOISE_SEED))
+    bodies = [
+        _inference_deployment(INSTRUCT_MODEL, instruct, JUDGE_MAX_MODEL_LEN, JUDGE_ENGINE_ARGS),
+        _inference_deployment(NOISE_MODEL, noise, NOISE_MAX_MODEL_LEN, FAST_ENGINE_ARGS),
+    ]
     applied = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(bodies))
     print(applied.stdout.strip())
     print("waiting for the engines to load their models (a minute or two)...", flush=True)

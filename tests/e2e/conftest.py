@@ -15,6 +15,9 @@ from arenastack_cluster.operatorchart import operator_installed
 # Few sequences per batch, so a modest burst queues requests (vllm:num_requests_waiting > 0).
 MAX_NUM_SEQS = 4
 RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
+# The local node has this machine's 2 cores, and KubeRay's samples (applied unchanged) ask for
+# both: the chart's operator requests none (its limit stays).
+NO_CPU_REQUEST = {"operator.resources.requests.cpu": "0"}
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +51,7 @@ def engines(
 def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
     """The chart installed as a user would, so the operator runs as its Deployment's pod;
     per module, so each module starts from an operator that has seen nothing else."""
-    with operator_installed(local_cluster):
+    with operator_installed(local_cluster, values=NO_CPU_REQUEST):
         yield
 
 

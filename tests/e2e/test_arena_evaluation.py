@@ -1,9 +1,9 @@
-"""End to end on the local node: an ArenaEvaluation with real engines and the real judge.
+"""End to end on the real node: an ArenaEvaluation with real engines and the real judge.
 
 Two contestants served as InferenceDeployments (SmolLM2-135M-Instruct, the only instruct model
 these machines can get, and a random-weight tiny model that answers noise), the same SmolLM2
-deployment as the judge, the chart's arena service as a pod, and the operator. The evaluation's
-Job runs the runner (the arena image's module, a process on the local node), which asks both
+deployment as the judge, the chart's arena service and operator as pods. The evaluation's
+Job runs the runner (in the arena image, as the chart's operator makes it), which asks both
 contestants, has the judge compare each pair in both orders with structured output, posts the
 verdicts to the arena and writes ratings into the status. People then vote on battles of the
 same pair through the arena's API, and a second evaluation with `fromArena` re-judges them: the
@@ -28,6 +28,7 @@ import yaml
 from arenastack_cluster import vllmenv
 from arenastack_cluster.arenaclient import ArenaClient
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
+from arenastack_cluster.modelclaim import model_source
 from arenastack_cluster.processes import ClusterError, poll
 from arenastack_operator import constants
 
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.e2e
 
 NAMESPACE = "e2e-arena"
 RELEASE = "arena"
-ARENA_SERVICE = f"{RELEASE}-arenastack-arena"
 JUDGE_SECRET = "arena-judge"
 ADMIN_SECRET = "arena-admin"
 READY_TIMEOUT_S = 600.0
@@ -54,7 +54,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def _deployment(
     cl: LocalCluster, name: str, path: Path, max_len: int, args: list[str]
 ) -> dict[str, Any]:
-    source = local_operator.model_source(cl, NAMESPACE, path)
+    source = model_source(cl, NAMESPACE, path)
     return {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": name},
@@ -114,6 +114,18 @@ def _evaluation(name: str, prompts: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _install(cl: LocalCluster, verb: str, *args: str) -> None:
+    """`helm install|upgrade` of the chart in the test's namespace, waiting for its pods."""
+    try:
+        cl.helm(verb, RELEASE, str(CHART_DIR), "-n", NAMESPACE, *args, "--wait", "--timeout",
+                "240s")  # fmt: skip
+    except ClusterError:
+        pods = cl.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False).stdout
+        logs = cl.kubectl("logs", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=arenastack",
+                          "--tail=30", "--prefix", check=False).stdout  # fmt: skip
+        raise AssertionError(f"helm {verb}: not ready:\n{pods}\n{logs}") from None
+
+
 @pytest.fixture(scope="module")
 def stack(
     local_cluster: LocalCluster, vllm_python: Path, tmp_path_factory: pytest.TempPathFactory
@@ -128,9 +140,10 @@ def stack(
                               vllmenv.JUDGE_ENGINE_ARGS),
                   _deployment(cl, NOISE, noise_model, 512, vllmenv.FAST_ENGINE_ARGS)]  # fmt: skip
         cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(bodies))
-        log = tmp_path_factory.mktemp("operator") / "operator.log"
-        arena_url = f"http://{ARENA_SERVICE}.{NAMESPACE}.svc:80"
-        with local_operator.operator_process(cl, log, 15, [f"--arena-url={arena_url}"]):
+        # The chart's operator first; the arena joins it once the deployments serve (its
+        # models are their endpoints), by an upgrade that also points the operator at it.
+        _install(cl, "install")
+        try:
             endpoints = {}
             for name in (JUDGE, NOISE):
                 status = poll(f"{name} serving", lambda n=name: _serving(cl, n), READY_TIMEOUT_S)
@@ -142,19 +155,13 @@ def stack(
                 "adminToken": {"existingSecret": ADMIN_SECRET, "key": "token"},
                 "judgeToken": {"existingSecret": JUDGE_SECRET, "key": "token"},
                 "env": {"ARENA_MAX_ANSWER_TOKENS": 48}}}))  # fmt: skip
-            try:
-                cl.helm("install", RELEASE, str(CHART_DIR), "-n", NAMESPACE, "-f", str(values),
-                        "--set", "operator.replicas=0", "--wait", "--timeout", "240s")  # fmt: skip
-            except ClusterError:
-                logs = cl.kubectl(
-                    "logs", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=arena", check=False
-                ).stdout
-                raise AssertionError(f"arena never became ready:\n{logs[-3000:]}") from None
+            _install(cl, "upgrade", "-f", str(values))
             (pod,) = get(cl, "pods", "-l", "app.kubernetes.io/component=arena")["items"]
             base = f"http://{pod['status']['podIP']}:8080"
             yield {"cluster": cl, "arena": base, "judge_token": judge_token,
-                   "admin_token": admin_token, "operator_log": log}  # fmt: skip
-            cl.helm("uninstall", RELEASE, "-n", NAMESPACE, check=False)
+                   "admin_token": admin_token}  # fmt: skip
+        finally:
+            cl.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
 
 
 def _serving(cl: LocalCluster, name: str) -> dict[str, Any] | None:

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, model_source, vllm_fixtures, wait
+from local_operator import get, vllm_fixtures, wait
 from openai import OpenAI
 from vllm_processes import FAST_FLAGS, SERVED
 
 from arenastack_cluster.cluster import LocalCluster
+from arenastack_cluster.modelclaim import model_source
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
@@ -157,7 +158,7 @@ def test_zero_replicas_wake_on_a_request_at_the_router_and_sleep_again(
         if e["reason"] == "Scaled"
     ]
     assert any("0 -> 1" in m for m in events) and any("-> 0" in m for m in events), events
-    log = operator_log.read_text()
+    log = operator_log()
     assert "Autoscaling of" not in log, log[-3000:]  # the loop met no exception
     print(
         f"\nscale-to-zero figures: idle->0 {slept_after:.1f}s after ready (window {IDLE_S}s); "

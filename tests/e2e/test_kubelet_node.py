@@ -14,18 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from compat_data import kuberay_sample
-from local_operator import drop_models_volume, model_source
 from openai import OpenAI
-from test_raycluster_on_local_node import JOB as RAY_JOB
-from test_raycluster_on_local_node import SAMPLE as RAY_SAMPLE
 from vllm_processes import FAST_FLAGS, SERVED
 
+from arenastack_cluster import modelclaim
 from arenastack_cluster.cluster import CHART_DIR
 from arenastack_cluster.demo_serving import ADMIN_SECRET, JUDGE_SECRET, arena_values
 from arenastack_cluster.kubeletnode import settings
+from arenastack_cluster.modelclaim import model_source
 from arenastack_cluster.processes import ClusterError
-from arenastack_cluster.rayjobs import run_job, wait_raycluster_ready
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names as id_names
 from arenastack_operator.inferencedeployment.spec import DEFAULT_ROUTER_IMAGE
@@ -48,10 +45,10 @@ def get(cl, kind: str, namespace: str, name: str | None = None, selector: str | 
     return data if name else data["items"]
 
 
-def test_the_node_is_the_upstream_kubelet_on_containerd(kubelet_cluster):
-    node = json.loads(kubelet_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
+def test_the_node_is_the_upstream_kubelet_on_containerd(local_cluster):
+    node = json.loads(local_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
     info = node["status"]["nodeInfo"]
-    control_plane = json.loads(kubelet_cluster.kubectl("version", "-o", "json").stdout)
+    control_plane = json.loads(local_cluster.kubectl("version", "-o", "json").stdout)
     assert info["kubeletVersion"] == control_plane["serverVersion"]["gitVersion"]
     assert info["containerRuntimeVersion"].startswith("containerd://1.")
     ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
@@ -62,11 +59,11 @@ def test_the_node_is_the_upstream_kubelet_on_containerd(kubelet_cluster):
     assert not address.startswith("127."), "the node proxy refuses loopback addresses"
 
 
-def test_the_node_has_its_own_identity_under_node_restriction(kubelet_cluster, tmp_path):
+def test_the_node_has_its_own_identity_under_node_restriction(local_cluster, tmp_path):
     """The kubelet's credentials are system:node:localnode: the node authorizer lets it read
     its own Node but not Secrets its pods do not use, and NodeRestriction refuses it another
     node's object."""
-    cl = kubelet_cluster
+    cl = local_cluster
     node_kc = str(cl.state / "node.kubeconfig")
     as_node = ["--kubeconfig", node_kc]
     assert cl.kubectl(*as_node, "get", "node", "localnode", check=False).returncode == 0
@@ -83,9 +80,9 @@ def test_the_node_has_its_own_identity_under_node_restriction(kubelet_cluster, t
 
 
 @pytest.fixture(scope="module")
-def chart_installed(kubelet_cluster, tmp_path_factory):
+def chart_installed(local_cluster, tmp_path_factory):
     """The chart's operator and arena from the project's images, on the real node."""
-    cl = kubelet_cluster
+    cl = local_cluster
     cl.kubectl("create", "namespace", NAMESPACE)
     for secret in (ADMIN_SECRET, JUDGE_SECRET):
         cl.kubectl("create", "secret", "generic", secret, "-n", NAMESPACE,
@@ -358,31 +355,7 @@ def test_an_inference_deployment_serves_from_the_vllm_image(chart_installed, mod
         assert chat.usage.completion_tokens > 0
     finally:
         cl.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
-        drop_models_volume(cl, ns)
-
-
-def test_a_kuberay_sample_runs_ray_tasks_and_an_actor_on_the_real_node(chart_installed):
-    """KubeRay's sample, unchanged, in the Ray image built from PyPI: the operator's probes
-    pass on real Ray in real containers, and a job submitted through the dashboard runs
-    tasks and an actor on the worker."""
-    cl = chart_installed
-    sample = kuberay_sample(RAY_SAMPLE)
-    name = yaml.safe_load(sample.read_text())["metadata"]["name"]
-    ns = "ray-real-node"
-    cl.kubectl("create", "namespace", ns)
-    cl.kubectl("apply", "-n", ns, "-f", str(sample))
-    try:
-        rc = wait_raycluster_ready(cl, ns, name, timeout=300)
-        pods = get(cl, "pods", ns, selector=f"ray.io/cluster={name}")
-        assert {p["metadata"]["labels"]["ray.io/node-type"] for p in pods} == {"head", "worker"}
-        for p in pods:
-            assert p["status"]["containerStatuses"][0]["image"].startswith("docker.io/rayproject/")
-        job = run_job(rc["status"]["head"]["podIP"], f"python -c '{RAY_JOB}'", timeout=240)
-        assert job.status == "SUCCEEDED", job.logs[-3000:]
-        assert "RESULT 285 10 True True 1" in job.logs, job.logs[-3000:]
-    finally:
-        cl.kubectl("delete", "raycluster", name, "-n", ns, "--wait=true", "--timeout=120s",
-                   check=False)  # fmt: skip
+        modelclaim.release(cl, ns)
 
 
 def _host_traces(cl) -> dict[str, object]:
@@ -408,16 +381,20 @@ def _host_traces(cl) -> dict[str, object]:
     }
 
 
-def test_down_leaves_nothing_behind_on_the_host(kubelet_cluster):
-    """Last in this module: the node is stopped here (the fixture's own `down` is then a
-    no-op), and every host path, mount, cgroup, process and sysctl it touched is back."""
-    cl = kubelet_cluster
+def test_down_leaves_nothing_behind_on_the_host(local_cluster):
+    """Last in this module: the session's node is stopped here, every host path, mount,
+    cgroup, process and sysctl it touched is as it was before, and the node is started again
+    for the modules after this one."""
+    cl = local_cluster
     saved = json.loads(settings.Paths(cl.state / "localnode").saved_tunables.read_text())
     assert _host_traces(cl)["cgroups"], "the running node should have its cgroup folders"
     cl.down(quiet=True)
-    assert _host_traces(cl) == {
-        "cgroups": [], "log links": [], "mounts": [], "processes": [], "run folder": False,
-        "shim sockets": False, "node netns": False,
-    }  # fmt: skip
-    for key, value in saved.items():
-        assert Path("/proc/sys", key).read_text().strip() == value, key
+    try:
+        assert _host_traces(cl) == {
+            "cgroups": [], "log links": [], "mounts": [], "processes": [], "run folder": False,
+            "shim sockets": False, "node netns": False,
+        }  # fmt: skip
+        for key, value in saved.items():
+            assert Path("/proc/sys", key).read_text().strip() == value, key
+    finally:
+        cl.up(log=lambda line: print(line, flush=True))

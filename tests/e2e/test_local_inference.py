@@ -22,6 +22,7 @@ from openai import AsyncOpenAI, OpenAI
 from vllm_processes import FAST_FLAGS, SERVED, tiny_lora, tiny_model
 
 from arenastack_cluster.cluster import LocalCluster
+from arenastack_cluster.modelclaim import engine_path, model_source
 from arenastack_cluster.processes import poll
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
@@ -73,7 +74,7 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": "tiny"},
         "spec": {
-            "model": {**local_operator.model_source(cl, NAMESPACE, model_dir),
+            "model": {**model_source(cl, NAMESPACE, model_dir),
                       "servedModelName": SERVED, "dtype": "float32"},
             "gpusPerReplica": 0,
             # Two sequences per batch: a modest burst queues requests.
@@ -90,7 +91,7 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": "other"},
         "spec": {
-            "model": {**local_operator.model_source(cl, NAMESPACE, other_model),
+            "model": {**model_source(cl, NAMESPACE, other_model),
                       "servedModelName": OTHER, "dtype": "float32"},
             "gpusPerReplica": 0,
             "engine": {"maxModelLen": 512, "extraArgs": FAST_FLAGS},
@@ -150,7 +151,7 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
     # A LoRA adapter added to the spec is loaded into the running replica.
     (engine_pod,) = pods(cl, "engine")
     adapter = tiny_lora(vllm_python, model_dir)
-    source = local_operator.engine_path(cl, adapter)
+    source = engine_path(cl, adapter)
     body["spec"]["lora"]["adapters"] = [{"name": ADAPTER, "source": source}]
     cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from local_operator import get, model_source, vllm_fixtures, wait
+from local_operator import get, vllm_fixtures, wait
 from vllm_processes import FAST_FLAGS, SERVED
 
 from arenastack_cluster.cluster import LocalCluster
+from arenastack_cluster.modelclaim import model_source
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 

@@ -1,6 +1,7 @@
 """A KubeRay sample becomes a working Ray cluster: the chart's operator runs as a pod on
-the local node, reconciles the unchanged compat manifest, and real Ray runs tasks and an
-actor on the worker for a job submitted through the dashboard's Jobs API."""
+the real node, reconciles the unchanged compat manifest, the operator's probes pass on real
+Ray in Ray's image, and Ray runs tasks and an actor on the worker for a job submitted through
+the dashboard's Jobs API."""
 
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ def test_kuberay_sample_runs_tasks_actors_and_a_job(ray_cluster, chart_operator)
             conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
             assert conds["Ready"] == "True", p["metadata"]["name"]
             assert p["spec"]["containers"][0]["readinessProbe"]
+            # Ray's own image (built from PyPI under the sample's tag), not a host process.
+            image = p["status"]["containerStatuses"][0]["image"]
+            assert image.startswith("docker.io/rayproject/ray:"), image
 
         job = run_job(head_ip, f"python -c '{JOB}'", timeout=240)
         assert job.status == "SUCCEEDED", job.logs[-3000:]

@@ -32,6 +32,19 @@ def test_values_schema_rejects_bad_values(cluster):
     assert proc.returncode != 0 and "logLevel" in proc.stderr
 
 
+def test_operator_env_reaches_the_container_and_only_arenastack_settings_pass(cluster):
+    rendered = cluster.helm("template", "x", str(CHART), "--set",
+                            "operator.env.ARENASTACK_AUTOSCALE_INTERVAL=3").stdout  # fmt: skip
+    (deploy,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ARENASTACK_AUTOSCALE_INTERVAL"] == {"name": "ARENASTACK_AUTOSCALE_INTERVAL",
+                                                    "value": "3"}  # fmt: skip
+    assert "POD_NAME" in env  # the chart's own variables stay
+    proc = cluster.helm("template", "x", str(CHART), "--set", "operator.env.PATH=/x", check=False)
+    assert proc.returncode != 0 and "/operator/env" in proc.stderr, proc.stderr
+
+
 def test_install_matches_values_and_uninstall_leaves_only_crds(cluster, crds, namespace):
     release = f"chart-{namespace}"
     cluster.helm(

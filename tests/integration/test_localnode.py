@@ -26,14 +26,14 @@ PYTHON_IMAGE = "python:3.11-slim"
 
 
 @pytest.fixture
-def ns(local_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+def ns(process_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"ln-{request.node.name.replace('_', '-')[5:30].strip('-')}"
-    local_cluster.kubectl("create", "namespace", name)
+    process_cluster.kubectl("create", "namespace", name)
     # Pods cannot be created before the namespace's default ServiceAccount exists.
-    wait(lambda: local_cluster.kubectl("get", "sa", "default", "-n", name, check=False)
+    wait(lambda: process_cluster.kubectl("get", "sa", "default", "-n", name, check=False)
          .returncode == 0, 30, "default ServiceAccount")  # fmt: skip
     yield name
-    local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    process_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def wait(check: Callable[[], object], timeout: float, what: str) -> object:
@@ -119,17 +119,17 @@ def fetch(url: str) -> str:
         return resp.read().decode()
 
 
-def test_node_registers_with_capacity_and_gpus(local_cluster):
-    node = json.loads(local_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
+def test_node_registers_with_capacity_and_gpus(process_cluster):
+    node = json.loads(process_cluster.kubectl("get", "node", "localnode", "-o", "json").stdout)
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == os.environ[GPUS_ENV]
     assert node["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
-    lease = json.loads(local_cluster.kubectl(
+    lease = json.loads(process_cluster.kubectl(
         "get", "lease", "localnode", "-n", "kube-node-lease", "-o", "json").stdout)  # fmt: skip
     assert lease["spec"]["holderIdentity"] == "localnode"
 
 
-def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
-    cl = local_cluster
+def test_pod_runs_process_with_env_volumes_and_token(process_cluster, ns):
+    cl = process_cluster
     podinfo_existed = Path("/etc/podinfo").exists()
     apply(
         cl, ns,
@@ -229,8 +229,8 @@ def test_pod_runs_process_with_env_volumes_and_token(local_cluster, ns):
     assert podinfo_existed or not Path("/etc/podinfo").exists()
 
 
-def test_same_port_on_two_pods_and_pod_to_pod(local_cluster, ns):
-    cl = local_cluster
+def test_same_port_on_two_pods_and_pod_to_pod(process_cluster, ns):
+    cl = process_cluster
     apply(cl, ns, http_server("a", 8080), http_server("b", 8080))
     ips = [wait_pod(cl, ns, n, ready, 30)["status"]["podIP"] for n in ("a", "b")]
     assert ips[0] != ips[1]
@@ -246,8 +246,8 @@ def test_same_port_on_two_pods_and_pod_to_pod(local_cluster, ns):
     assert cl.kubectl("logs", "client", "-n", ns).stdout.strip() == "a b"
 
 
-def test_host_network_pod_uses_the_node_address(local_cluster, ns):
-    cl = local_cluster
+def test_host_network_pod_uses_the_node_address(process_cluster, ns):
+    cl = process_cluster
     port = free_port()
     apply(cl, ns, http_server("hostnet", port, hostNetwork=True))
     running = wait_pod(cl, ns, "hostnet", ready, 30, "hostnet Ready")
@@ -261,8 +261,8 @@ def _terminated(pod: dict) -> dict:
     return pod["status"]["containerStatuses"][0]["state"].get("terminated") or {}
 
 
-def test_restart_policies(local_cluster, ns):
-    cl = local_cluster
+def test_restart_policies(process_cluster, ns):
+    cl = process_cluster
     fail = ["sh", "-c", "echo attempt; exit 3"]
     apply(
         cl, ns,
@@ -292,8 +292,8 @@ def test_restart_policies(local_cluster, ns):
     assert backoff["status"]["phase"] == "Running"
 
 
-def test_probes_drive_ready_and_restarts(local_cluster, ns):
-    cl = local_cluster
+def test_probes_drive_ready_and_restarts(process_cluster, ns):
+    cl = process_cluster
     # Readiness by exec: /data exists only inside the pod's mount namespace, so this
     # passes only if the probe runs inside the container, and only once the file is there.
     slow = http_server(
@@ -336,8 +336,8 @@ def _pids_with(marker: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def test_deletion_honours_grace_and_kills_the_tree(local_cluster, ns):
-    cl = local_cluster
+def test_deletion_honours_grace_and_kills_the_tree(process_cluster, ns):
+    cl = process_cluster
     marker = "sleep 987654"
     # The shell ignores SIGTERM and so does a grandchild: only SIGKILL after the grace ends them.
     script = f"trap '' TERM; (trap '' TERM; {marker}) & {marker} & wait"
@@ -351,10 +351,10 @@ def test_deletion_honours_grace_and_kills_the_tree(local_cluster, ns):
     assert took >= 2.5, f"deleted in {took:.1f} s, before the 3 s grace period"
 
 
-def test_deletion_runs_prestop_hooks_before_sigterm(local_cluster, ns, tmp_path):
+def test_deletion_runs_prestop_hooks_before_sigterm(process_cluster, ns, tmp_path):
     """As the kubelet does: a deleted pod's preStop hooks run first (a sleep, an exec in the
     container), and only then does each container get SIGTERM, all within the grace period."""
-    cl = local_cluster
+    cl = process_cluster
     out = tmp_path / "out"
     out.mkdir()
 
@@ -387,8 +387,8 @@ def test_deletion_runs_prestop_hooks_before_sigterm(local_cluster, ns, tmp_path)
     assert stamp("sleeper-term") - deleted < 20
 
 
-def test_unmapped_image_fails_naming_the_config(local_cluster, ns):
-    cl = local_cluster
+def test_unmapped_image_fails_naming_the_config(process_cluster, ns):
+    cl = process_cluster
     p = pod("nginx", ["nginx"])
     p["spec"]["containers"][0]["image"] = "nginx:1.27"
     apply(cl, ns, p)
@@ -401,8 +401,8 @@ def test_unmapped_image_fails_naming_the_config(local_cluster, ns):
     cl.kubectl("delete", "pod", "nginx", "-n", ns, "--wait=true", timeout=30)
 
 
-def test_agent_restart_adopts_running_pods(local_cluster, ns):
-    cl = local_cluster
+def test_agent_restart_adopts_running_pods(process_cluster, ns):
+    cl = process_cluster
     marker = "sleep 876543"
     # exec: one process with one pid from the start, so `before` cannot catch the shell alone
     # before it forks the sleep (the flake CI hit).
@@ -422,8 +422,8 @@ def test_agent_restart_adopts_running_pods(local_cluster, ns):
     assert _pids_with(marker) == []
 
 
-def test_service_dns_and_cluster_ip(local_cluster, ns):
-    cl = local_cluster
+def test_service_dns_and_cluster_ip(process_cluster, ns):
+    cl = process_cluster
     backends = [http_server(n) for n in ("web-a", "web-b")]
     for b in backends:
         b["metadata"]["labels"]["tier"] = "web"
@@ -482,10 +482,10 @@ def test_service_dns_and_cluster_ip(local_cluster, ns):
     assert out["outside"] == "unresolved"
 
 
-def test_chart_operator_runs_as_a_pod_under_its_service_account(local_cluster, ns):
+def test_chart_operator_runs_as_a_pod_under_its_service_account(process_cluster, ns):
     """Installed as a user would: the chart's Deployment runs the operator on the local
     node, in-cluster, with the chart's ServiceAccount."""
-    cl = local_cluster
+    cl = process_cluster
     cl.helm("upgrade", "--install", "arenastack", str(REPO_ROOT / "charts" / "arenastack"),
             "-n", ns, "--wait", "--timeout", "120s")  # fmt: skip
     pods = json.loads(cl.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
@@ -503,10 +503,10 @@ RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
     not (RAY_RUNTIME / "bin" / "ray").exists(),
     reason="the ray runtime is missing: run `hack/localnode-runtimes.sh ray` (34 s, 380 MB)",
 )
-def test_ray_head_and_worker_run_a_job_from_another_pod(local_cluster, ns):
+def test_ray_head_and_worker_run_a_job_from_another_pod(process_cluster, ns):
     """Real Ray on the local node: head and worker pods on their standard ports, the
     worker finding the head through cluster DNS, a job submitted from a third pod."""
-    cl = local_cluster
+    cl = process_cluster
     head_svc = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -552,10 +552,10 @@ def test_ray_head_and_worker_run_a_job_from_another_pod(local_cluster, ns):
     assert "result 285 ['worker']" in cl.kubectl("logs", "submit", "-n", ns).stdout
 
 
-def test_agent_logged_no_failures(local_cluster):
+def test_agent_logged_no_failures(process_cluster):
     """Last in the module: whatever the tests above did, no pod's handling crashed."""
-    log = local_cluster.procs["localnode"].log
+    log = process_cluster.procs["localnode"].log
     with log.open("rb") as f:
-        f.seek(local_cluster.agent_log_start)
+        f.seek(process_cluster.agent_log_start)
         text = f.read().decode(errors="replace")
     assert "Traceback" not in text, text[text.index("Traceback") - 200 :][:3000]
