@@ -123,7 +123,14 @@ def _local_profile_cluster(node: str, octet: int) -> Iterator[LocalCluster]:
         pod_cidr=f"10.{octet}.{slot}.0/24",
         node=node,
     )
-    cl.up(log=lambda line: print(line, flush=True))
+    try:
+        cl.up(log=lambda line: print(line, flush=True))
+    except BaseException:
+        # A node that failed half-way (a full disk during an image import, say) must not
+        # leave its control plane running for the rest of the session.
+        cl.down(quiet=True)
+        os.close(lock)
+        raise
     node_log = cl.procs["kubelet" if cl.real_node else "localnode"].log
     # Where this session's part of the node's (appended) log begins.
     cl.agent_log_start = node_log.stat().st_size  # type: ignore[attr-defined]

@@ -22,7 +22,16 @@ def _demo(action: str, state, profile: str) -> subprocess.CompletedProcess[str]:
         timeout=900,
         cwd=REPO_ROOT,
         # A pod range apart from a developer's own demo (10.244.0.0/24).
-        env={**os.environ, "ARENASTACK_STATE": str(state), "ARENASTACK_POD_CIDR": "10.245.90.0/24"},
+        # On the process runner for now: the session's e2e cluster still runs a kubelet, and
+        # two kubelets on one host share host paths (device plugins, shim sockets, sysctls)
+        # that one's `down` would take from the other. `make demo` itself runs on the
+        # kubelet node.
+        env={
+            **os.environ,
+            "ARENASTACK_STATE": str(state),
+            "ARENASTACK_POD_CIDR": "10.245.90.0/24",
+            "ARENASTACK_LOCAL_NODE": "process",
+        },  # fmt: skip
     )
 
 
