@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from vllm_processes import SERVED, Process, start_engine, tiny_model, tiny_spec, vllm_env_python
 
-from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.operatorchart import operator_installed
 
 # Few sequences per batch, so a modest burst queues requests (vllm:num_requests_waiting > 0).
 MAX_NUM_SEQS = 4
-RAY_RUNTIME = REPO_ROOT / ".state" / "runtimes" / "ray"
 # The local node has this machine's 2 cores, and KubeRay's samples (applied unchanged) ask for
 # both: the chart's operator requests none (its limit stays).
 NO_CPU_REQUEST = {"operator.resources.requests.cpu": "0"}
@@ -53,14 +52,3 @@ def chart_operator(local_cluster: LocalCluster) -> Iterator[None]:
     per module, so each module starts from an operator that has seen nothing else."""
     with operator_installed(local_cluster, values=NO_CPU_REQUEST):
         yield
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(local_cluster: LocalCluster) -> LocalCluster:
-    """The session's local cluster, for Ray's pods: on the process node they run in the ray
-    runtime (`make runtimes`), on the real node in the Ray images (`make images`, which the
-    node's start builds)."""
-    if not local_cluster.real_node:
-        ray = RAY_RUNTIME / "bin" / "ray"
-        assert ray.exists(), "the ray runtime is missing: `make runtimes` installs it"
-    return local_cluster

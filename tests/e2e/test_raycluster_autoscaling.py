@@ -194,9 +194,9 @@ def print_diagnostics(cluster: LocalCluster, ns: str, pods: Watch) -> None:
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_ray_autoscaler_scales_workers_up_and_down(
-    ray_cluster: LocalCluster, chart_operator: None, version: str
+    local_cluster: LocalCluster, chart_operator: None, version: str
 ) -> None:
-    cl = ray_cluster
+    cl = local_cluster
     ns, name = f"ray-autoscale-{version}", f"autoscale-{version}"
     cl.kubectl("create", "namespace", ns, check=False)
     pods = Watch(cl, "pods", "-n", ns, "-l", f"ray.io/cluster={name}")

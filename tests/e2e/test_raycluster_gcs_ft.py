@@ -127,8 +127,8 @@ def _redis_keys(cl: LocalCluster, password: str, pattern: str) -> list[str]:
 
 # Two head starts and a dozen Ray jobs: a few minutes on a quiet machine, more on a busy one.
 @pytest.mark.timeout(900)
-def test_head_replaced_workers_and_detached_actor_survive(ray_cluster, chart_operator) -> None:
-    cl = ray_cluster
+def test_head_replaced_workers_and_detached_actor_survive(local_cluster, chart_operator) -> None:
+    cl = local_cluster
     sample = kuberay_sample(SAMPLE)
     docs = [d for d in yaml.safe_load_all(sample.read_text()) if d]
     (rc_doc,) = [d for d in docs if d["kind"] == "RayCluster"]

@@ -49,8 +49,8 @@ def _get(cluster, *args: str) -> dict | None:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-def test_kuberay_sample_runs_tasks_actors_and_a_job(ray_cluster, chart_operator):
-    cl = ray_cluster
+def test_kuberay_sample_runs_tasks_actors_and_a_job(local_cluster, chart_operator):
+    cl = local_cluster
     sample = kuberay_sample(SAMPLE)
     ns = "ray-e2e"
     cl.kubectl("create", "namespace", ns, check=False)
