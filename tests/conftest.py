@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, LocalCluster
-from arenastack_cluster.localnode.profile import GPUS_ENV
+from arenastack_cluster.node.profile import GPUS_ENV
 
 CHART = CHART_DIR
 CRD_DIR = CHART / "crds"
@@ -96,15 +96,14 @@ def operator_kubeconfig(
 LOCAL_NODE_GPUS = 2
 
 
-def claim_local_slot(octet: int = 245) -> tuple[int, int]:
+def claim_local_slot(octet: int = 246) -> tuple[int, int]:
     """A pod range (10.<octet>.<slot>.0/24) and state folder no other test session holds:
     sessions running at the same time would otherwise share, and stop, one node. The lock
     lasts as long as the session's process."""
     for slot in range(100, 120):  # a demo's node uses 10.244.0.0/24
         if Path(f"/run/netns/asnode-{octet}x{slot}").exists():
             continue  # a node some other cluster runs on this range
-        fd = os.open(f"/run/arenastack-localnode-test-{octet}-{slot}.lock",
-                     os.O_CREAT | os.O_RDWR)  # fmt: skip
+        fd = os.open(f"/run/arenastack-node-test-{octet}-{slot}.lock", os.O_CREAT | os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return slot, fd
@@ -113,15 +112,17 @@ def claim_local_slot(octet: int = 245) -> tuple[int, int]:
     raise RuntimeError("every local-node test slot is taken by another test session")
 
 
-def _local_profile_cluster(node: str, octet: int) -> Iterator[LocalCluster]:
-    """A local-profile cluster with `node` as its local node, on a slot of its own."""
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """The session's local-profile cluster for the end-to-end tests: the real node (the
+    upstream kubelet, containerd and runc running the project's images), on a slot of its
+    own."""
     os.environ[GPUS_ENV] = str(LOCAL_NODE_GPUS)
-    slot, lock = claim_local_slot(octet)
+    slot, lock = claim_local_slot()
     cl = LocalCluster(
-        state=REPO_ROOT / ".state" / f"test-{node}node-{slot}",
+        state=REPO_ROOT / ".state" / f"test-kubeletnode-{slot}",
         profile="local",
-        pod_cidr=f"10.{octet}.{slot}.0/24",
-        node=node,
+        pod_cidr=f"10.246.{slot}.0/24",
     )
     try:
         cl.up(log=lambda line: print(line, flush=True))
@@ -131,24 +132,7 @@ def _local_profile_cluster(node: str, octet: int) -> Iterator[LocalCluster]:
         cl.down(quiet=True)
         os.close(lock)
         raise
-    node_log = cl.procs["kubelet" if cl.real_node else "localnode"].log
-    # Where this session's part of the node's (appended) log begins.
-    cl.agent_log_start = node_log.stat().st_size  # type: ignore[attr-defined]
     yield cl
     if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
         cl.down(quiet=True)
     os.close(lock)
-
-
-@pytest.fixture(scope="session")
-def local_cluster() -> Iterator[LocalCluster]:
-    """The session's local-profile cluster for the end-to-end tests: the real node (the
-    upstream kubelet, containerd and runc running the project's images)."""
-    yield from _local_profile_cluster("kubelet", octet=246)
-
-
-@pytest.fixture(scope="session")
-def process_cluster() -> Iterator[LocalCluster]:
-    """A local-profile cluster on the process runner (arenastack_cluster.localnode, the earlier
-    local node, which runs pods as host processes), for that runner's own tests."""
-    yield from _local_profile_cluster("process", octet=245)

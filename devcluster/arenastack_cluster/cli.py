@@ -1,14 +1,12 @@
 """`arenastack` command line: the local development cluster.
 
-arenastack cluster up [--profile kwok|local] [--node kubelet|process]
-                      [--cpu-nodes 4] [--gpu-nodes 4]
+arenastack cluster up [--profile kwok|local] [--cpu-nodes 4] [--gpu-nodes 4]
 arenastack cluster down | status | kubeconfig [--profile kwok|local]
 
 Without --profile, down/status/kubeconfig act on whichever profiles have a
 running state folder (down stops them all). ARENASTACK_POD_CIDR chooses the
-local node's pod range (default 10.244.0.0/24); ARENASTACK_LOCAL_NODE the local node
-when --node is not given (kubelet, the default: the upstream kubelet with containerd and
-runc running the images `make images` builds; or process, the earlier process runner).
+local node's pod range (default 10.244.0.0/24). The local node is the upstream kubelet
+with containerd and runc, running the images `make images` builds.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import os
 import sys
 
 from arenastack_cluster import demo
-from arenastack_cluster.cluster import NODE_KINDS, LocalCluster
+from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.processes import ClusterError
 
 PROFILES = ("kwok", "local")
@@ -37,13 +35,6 @@ def _parser() -> argparse.ArgumentParser:
         default="kwok",
         help="kwok: simulated nodes (integration tests, scale); local: a local node that "
         "runs pods for real (end-to-end tests, the demo)",
-    )
-    up.add_argument(
-        "--node",
-        choices=NODE_KINDS,
-        default=None,
-        help="the local profile's node: kubelet (the upstream kubelet, containerd and runc; "
-        "the default) or process (the process runner)",
     )
     up.add_argument("--cpu-nodes", type=int, default=4)
     up.add_argument("--gpu-nodes", type=int, default=4)
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             cluster = LocalCluster(
-                profile=args.profile, pod_cidr=os.environ.get("ARENASTACK_POD_CIDR"), node=args.node
+                profile=args.profile, pod_cidr=os.environ.get("ARENASTACK_POD_CIDR")
             )
             cluster.up(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
         elif args.action == "down":

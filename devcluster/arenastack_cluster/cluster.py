@@ -1,6 +1,7 @@
 """The local control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok, built from upstream by hack/toolchain.sh and run as
-local processes with their state, logs and kubeconfigs in one folder."""
+kube-scheduler and either kwok (simulated nodes) or the real node (arenastack_cluster.node),
+built from upstream by hack/toolchain.sh and run as local processes with their state, logs
+and kubeconfigs in one folder."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import shutil
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import yaml
 
 from arenastack_cluster import nodes
 from arenastack_cluster.certs import CLIENTS, ensure_pki
-from arenastack_cluster.kubeletnode import node as kubeletnode
 from arenastack_cluster.layout import (  # noqa: F401 (REPO_ROOT, CHART_DIR: callers' names)
     CHART_DIR,
     CLUSTER_DOMAIN,
@@ -27,24 +25,21 @@ from arenastack_cluster.layout import (  # noqa: F401 (REPO_ROOT, CHART_DIR: cal
     SERVICE_CIDR,
     TOOLCHAIN_SCRIPT,
 )
-from arenastack_cluster.localnode import profile as localprofile
+from arenastack_cluster.node import kubelet
+from arenastack_cluster.node import profile as localprofile
 from arenastack_cluster.processes import (
     ClusterError,
     Process,
     free_port,
+    http_status,
     require_free,
     run_tool,
     wait_for,
 )
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# The local profile runs pods for real on a local node: the process runner
-# (arenastack_cluster.localnode) or the upstream kubelet with containerd
-# (arenastack_cluster.kubeletnode), chosen by --node or ARENASTACK_LOCAL_NODE.
-LOCAL_COMPONENTS = (*COMPONENTS[:4], "kube-proxy", "coredns", "localnode")
-KUBELET_COMPONENTS = (*COMPONENTS[:4], "containerd", "kubelet", "kube-proxy", "coredns")
-NODE_KINDS = ("kubelet", "process")
-NODE_ENV = "ARENASTACK_LOCAL_NODE"
+# The local profile runs pods for real: the upstream kubelet with containerd.
+LOCAL_COMPONENTS = (*COMPONENTS[:4], "containerd", "kubelet", "kube-proxy", "coredns")
 LOOPBACK = "127.0.0.1"
 # Controllers the tests and the operator rely on, named as kube-controller-manager
 # names them; the rest of its defaults stay on too.
@@ -94,21 +89,13 @@ class LocalCluster:
         state: Path | None = None,
         profile: str = "kwok",
         pod_cidr: str | None = None,
-        node: str | None = None,
     ) -> None:
         default = os.environ.get("ARENASTACK_STATE") or REPO_ROOT / ".state" / f"cluster-{profile}"
         self.state = Path(state or default).resolve()
         self.profile = profile
         self.pki = self.state / "pki"
         self.kubeconfig = self.state / "kubeconfig"
-        # A running cluster's node kind is the one it was started with.
-        self.node = node or self._read_meta().get("node") or os.environ.get(NODE_ENV, "kubelet")
-        if self.node not in NODE_KINDS:
-            raise ClusterError(f"{NODE_ENV}={self.node!r}: the local node is one of {NODE_KINDS}")
-        if profile != "local":
-            self.components = COMPONENTS
-        else:
-            self.components = KUBELET_COMPONENTS if self.node == "kubelet" else LOCAL_COMPONENTS
+        self.components = LOCAL_COMPONENTS if profile == "local" else COMPONENTS
         self.procs = {name: Process(self.state, name) for name in self.components}
         self.pod_cidr = pod_cidr
         self._bin: Path | None = None
@@ -227,9 +214,8 @@ class LocalCluster:
         meta = {"ports": ports.__dict__, "bin": str(self._bin), "profile": self.profile}
         meta["host"] = host
         stems = [client.file_stem for client in CLIENTS]
-        if self.real_node:
-            kubeletnode.prepare_pki(self, localprofile.node_config(self))
-            meta["node"] = self.node
+        if self.profile == "local":
+            kubelet.prepare_pki(self, localprofile.node_config(self))
             stems.append("node")
         for stem in stems:
             self._write_kubeconfig(stem, host, ports.apiserver)
@@ -259,13 +245,8 @@ class LocalCluster:
             f"in {time.monotonic() - t0:.0f} s; kubeconfig {self.kubeconfig}"
         )
 
-    @property
-    def real_node(self) -> bool:
-        """The local profile with the upstream kubelet and containerd."""
-        return self.profile == "local" and self.node == "kubelet"
-
     def down(self, quiet: bool = False) -> None:
-        if self.real_node:
+        if self.profile == "local":
             # First, while the control plane still answers: pods are drained the normal way.
             localprofile.stop_node(self)
         for name in reversed(self.components):
@@ -335,7 +316,7 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 *(local if self.profile == "local" else ["--endpoint-reconciler-type=none"]),
-                *(kubeletnode.apiserver_flags(self) if self.real_node else []),
+                *(kubelet.apiserver_flags(self) if self.profile == "local" else []),
                 "--v=1",
             ]
         )
@@ -441,14 +422,7 @@ class LocalCluster:
         return ctx
 
     def _get(self, url: str, tls: bool = True) -> int | None:
-        try:
-            ctx = self._ssl() if tls else None
-            with urllib.request.urlopen(url, context=ctx, timeout=3) as resp:
-                return resp.status
-        except urllib.error.HTTPError as err:
-            return err.code
-        except (OSError, ValueError):
-            return None
+        return http_status(url, self._ssl() if tls else None)
 
     def _wait_nodes_ready(self, count: int) -> None:
         def ready() -> bool:
@@ -466,10 +440,8 @@ class LocalCluster:
             ]
             return len(ready_nodes) >= count
 
-        node_proc = self.procs[
-            "kwok" if self.profile != "local" else "kubelet" if self.real_node else "localnode"
-        ]
-        wait_for("simulated nodes", ready, 60, node_proc)
+        node_proc = self.procs["kubelet" if self.profile == "local" else "kwok"]
+        wait_for("the nodes", ready, 60, node_proc)
 
     def _wait_default_service_account(self) -> None:
         # Pods cannot be created in a namespace until its default ServiceAccount exists.

@@ -121,7 +121,7 @@ def show_inference(cluster: LocalCluster, namespace: str) -> dict[str, str]:
     """Serve the demo models in `namespace`; returns served model name -> router base URL
     (a pod address this machine reaches)."""
     _section("two small models behind vLLM's router (InferenceDeployment)")
-    python = vllm_python(link_runtime=True)
+    python = vllm_python()
     cluster.kubectl("create", "namespace", namespace, check=False)
     instruct = model_source(cluster, namespace, judge_model(python))
     noise = model_source(cluster, namespace, tiny_model(python, "tiny-llama", NOISE_SEED))

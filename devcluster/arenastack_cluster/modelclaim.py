@@ -1,8 +1,7 @@
 """Weights for engine pods from the host's model cache (vllmenv.models_root()).
 
-The process node's pods are host processes and read a model by its host path. Pods on the
-real node see only their volumes, so there the cache is handed to them the way a user hands
-replicas weights already on a volume: a PersistentVolume over the cache folder, bound to a
+Pods see only their volumes, so the cache is handed to them the way a user hands replicas
+weights already on a volume: a PersistentVolume over the cache folder, bound to a
 claim in the deployment's namespace (there is no provisioner here; a volume binds one claim,
 so each namespace has its own volume).
 """
@@ -53,17 +52,13 @@ def _relative(path: Path) -> str:
 
 
 def model_source(cluster: LocalCluster, namespace: str, model: Path) -> dict[str, Any]:
-    """spec.model's source for `model`, a folder of the model cache: its host path on the
-    process node, a path on the claim over the cache (made on first use) on the real node."""
-    if not cluster.real_node:
-        return {"path": str(model)}
+    """spec.model's source for `model`, a folder of the model cache: a path on the claim
+    over the cache (made on first use)."""
     _bind(cluster, namespace)
     return {"volume": {"claimName": CLAIM, "path": _relative(model)}}
 
 
-def engine_path(cluster: LocalCluster, path: Path) -> str:
+def engine_path(path: Path) -> str:
     """Where an engine pod whose model came from model_source sees `path`, a file or folder of
     the model cache (a LoRA adapter's source, for instance)."""
-    if not cluster.real_node:
-        return str(path)
     return posixpath.join(names.MODEL_MOUNT, _relative(path))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,17 @@ def run_tool(
     if check and proc.returncode != 0:
         raise ClusterError(f"{tool} {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc
+
+
+def http_status(url: str, context: ssl.SSLContext | None = None) -> int | None:
+    """The status a GET of `url` answers, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=3) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (OSError, ValueError):
+        return None
 
 
 def free_port() -> int:

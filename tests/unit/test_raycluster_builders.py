@@ -280,6 +280,35 @@ def test_invalid_specs_name_the_field(options: dict[str, Any], message: str) -> 
         validate(Cluster.from_body(body))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"authOptions": {"mode": "token"}}, r"spec.authOptions .* not supported yet"),
+        ({"authOptions": {"enableK8sTokenAuth": True}}, r"spec.authOptions .* not supported yet"),
+        ({"tlsOptions": {"enabled": True}}, r"spec.tlsOptions .* not supported yet"),
+        ({"networkPolicy": {"mode": "DenyAll"}}, r"spec.networkPolicy .* not supported yet"),
+        ({"historyServerOptions": {}}, r"spec.historyServerOptions .* not supported yet"),
+    ],
+)
+def test_what_is_not_supported_yet_is_refused_by_name(
+    overrides: dict[str, Any], message: str
+) -> None:
+    """Never a cluster that reports ready without the security the manifest asked for."""
+    with pytest.raises(InvalidSpec, match=message):
+        validate(_cluster(**overrides))
+
+
+def test_what_asks_for_nothing_more_is_not_refused() -> None:
+    validate(_cluster(authOptions={"mode": "disabled"}, tlsOptions={"enabled": False}))
+    # KubeRay's spelling of the token-auth switch is the one the schema takes.
+    spec = _cluster(authOptions={"mode": "disabled", "enableK8sTokenAuth": False}).spec
+    assert spec.auth_options.enable_k8s_token_auth is False
+    older = _body()
+    older["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true"}
+    with pytest.raises(InvalidSpec, match="ray.io/ft-enabled .* use spec.gcsFaultToleranceOptions"):
+        validate(Cluster.from_body(older))
+
+
 def test_service_headless_by_default_and_typed_when_asked() -> None:
     svc = build_head_service(_cluster())
     assert svc["metadata"]["name"] == "rc-head-svc"

@@ -1,6 +1,7 @@
 """GCS fault tolerance: the storage namespace, and the Job that removes a deleted cluster's state
 from Redis. The Job's script runs here against a real redis-server with Ray's own cleanup
-function (skipped where Debian's redis-server or the Ray runtime is missing)."""
+function (Ray of the CPU vLLM environment, which `make setup` builds; skipped where Debian's
+redis-server is missing)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from compat_data import kuberay_sample
 
+from arenastack_cluster import vllmenv
 from arenastack_cluster.processes import free_port
 from arenastack_operator.raycluster import names, redis_cleanup
 from arenastack_operator.raycluster.model import Cluster
@@ -23,7 +25,6 @@ from arenastack_operator.raycluster.pods import SHELL, build_head_pod
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = "ray-cluster.external-redis.yaml"
-RAY_PYTHON = REPO / ".state" / "runtimes" / "ray" / "bin" / "python"
 PASSWORD = "s3cret"
 
 
@@ -142,7 +143,6 @@ def _cli(port: int, *args: str) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.skipif(not RAY_PYTHON.exists(), reason="the Ray runtime is missing (make runtimes)")
 @pytest.mark.parametrize("address", ["127.0.0.1:{port}", "redis://127.0.0.1:{port}"])
 def test_script_deletes_exactly_the_clusters_keys(redis: int, address: str) -> None:
     # Keys as Ray 2.60's GCS writes them: RAY<namespace>@<table> hashes.
@@ -150,7 +150,7 @@ def test_script_deletes_exactly_the_clusters_keys(redis: int, address: str) -> N
         for table in ("NODE", "KV", "ACTOR"):
             _cli(redis, "HSET", f"RAY{namespace}@{table}", "k", "v")
     env = {
-        "PATH": f"{RAY_PYTHON.parent}:{os.environ['PATH']}",
+        "PATH": f"{vllmenv.vllm_python().parent}:{os.environ['PATH']}",
         "RAY_REDIS_ADDRESS": address.format(port=redis),
         "REDIS_PASSWORD": PASSWORD,
         "RAY_external_storage_namespace": "gone",

@@ -164,8 +164,7 @@ class ModelSpec(ApiModel):
     )
     path: str | None = Field(
         default=None,
-        description="A directory the engine container can already read (baked into the image, "
-        "or a node path on runtimes that share the node's files).",
+        description="A directory the engine container can already read (baked into the image).",
         max_length=4096,
         pattern=r"^/",
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arenastack_operator import constants
-from arenastack_operator.raycluster.names import ANNOTATION_STORAGE_NAMESPACE
+from arenastack_operator.raycluster.names import ANNOTATION_FT_ENABLED, ANNOTATION_STORAGE_NAMESPACE
 from arenastack_operator.raycluster.spec import (
     MANAGED_BY_MULTIKUEUE,
     RayClusterSpec,
@@ -156,8 +156,33 @@ def env_value(container: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
+def refuse_unsupported(cluster: Cluster) -> None:
+    """Raise InvalidSpec for what KubeRay does and this operator does not do yet: a cluster
+    without the authentication, encryption or isolation its manifest asked for must never
+    report ready as if it had them."""
+    spec = cluster.spec
+    not_yet = "is not supported yet by arenastack's RayCluster controller"
+    if spec.auth_options is not None and spec.auth_options.mode != "disabled":
+        raise InvalidSpec(f"spec.authOptions (token authentication) {not_yet}; remove it or "
+                          "set mode: disabled")  # fmt: skip
+    if spec.tls_options is not None and spec.tls_options.enabled:
+        raise InvalidSpec(f"spec.tlsOptions (mutual TLS between Ray processes) {not_yet}")
+    if spec.network_policy is not None:
+        raise InvalidSpec(f"spec.networkPolicy (NetworkPolicies isolating the pods) {not_yet}")
+    if spec.history_server_options is not None:
+        raise InvalidSpec(f"spec.historyServerOptions (the history-server collector) {not_yet}")
+    if (cluster.annotations.get(ANNOTATION_FT_ENABLED) == "true"
+            and spec.gcs_fault_tolerance_options is None):  # fmt: skip
+        older = (
+            f"the annotation {ANNOTATION_FT_ENABLED} (the older way to turn on GCS fault tolerance)"
+        )
+        raise InvalidSpec(f"{older} {not_yet}; use spec.gcsFaultToleranceOptions")
+
+
 def validate(cluster: Cluster) -> None:
-    """Raise InvalidSpec for what KubeRay refuses at reconcile time (the schema cannot see it)."""
+    """Raise InvalidSpec for what KubeRay refuses at reconcile time (the schema cannot see it),
+    and for what this operator does not support yet (refuse_unsupported)."""
+    refuse_unsupported(cluster)
     spec = cluster.spec
     options = spec.autoscaler_options
     if (

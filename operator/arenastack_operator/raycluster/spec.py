@@ -433,8 +433,10 @@ class UpgradeStrategy(ApiModel):
 class AuthOptions(ApiModel):
     """Authentication of clients of the Ray cluster (dashboard, jobs, client)."""
 
+    # KubeRay spells it enableK8sTokenAuth, which the camelCase aliases would not.
     enable_k8s_token_auth: bool | None = Field(
         default=None,
+        alias="enableK8sTokenAuth",
         description="Let Ray check Kubernetes service-account tokens through the apiserver "
         "(RAY_ENABLE_K8S_TOKEN_AUTH).",
     )

@@ -1,15 +1,17 @@
-"""Settings of one local node, shared by the agent, the network set-up and the cluster."""
+"""Settings of the local node, and what the node's modules need of the control plane."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from arenastack_cluster.layout import CLUSTER_DOMAIN, REPO_ROOT, SERVICE_CIDR
+from arenastack_cluster.layout import CLUSTER_DOMAIN, SERVICE_CIDR
+from arenastack_cluster.processes import Process
 
-IMAGES_CONFIG = REPO_ROOT / "hack" / "localnode-images.yaml"
 DEFAULT_POD_CIDR = "10.244.0.0/24"
 DEFAULT_NODE_NAME = "localnode"
 KUBELET_PORT = 10250
@@ -26,15 +28,10 @@ class NodeConfig:
     cpu: str = "8"
     memory: str = "32Gi"
     max_pods: int = 110
-    images_config: Path = IMAGES_CONFIG
     service_cidr: str = SERVICE_CIDR
     cluster_domain: str = CLUSTER_DOMAIN
-    # CrashLoopBackOff: first restart at once, then base * 2^n up to the cap (kubelet: 10 s, 300 s).
-    backoff_base: float = 10.0
-    backoff_cap: float = 300.0
-    # Where the apiserver is reachable from pods (the bridge address in the local profile).
+    # Where pods reach the apiserver (host_ip, at this port).
     apiserver_port: int = 6443
-    dns_ip: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -82,10 +79,6 @@ class NodeConfig:
     def host_veth(self) -> str:
         return f"asup{self._tag}"
 
-    @property
-    def pods_dir(self) -> Path:
-        return self.state / "pods"
-
     def save(self, path: Path) -> None:
         data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
         path.write_text(json.dumps(data, indent=2))
@@ -93,6 +86,22 @@ class NodeConfig:
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
         data = json.loads(path.read_text())
-        for key in ("state", "kubeconfig", "images_config"):
+        for key in ("state", "kubeconfig"):
             data[key] = Path(data[key])
         return cls(**data)
+
+
+class ControlPlane(Protocol):
+    """What the node's modules use of the cluster that runs them (arenastack_cluster.cluster's
+    LocalCluster), so that they need not import it."""
+
+    state: Path
+    pki: Path
+    procs: dict[str, Process]
+
+    @property
+    def bin(self) -> Path: ...
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]: ...

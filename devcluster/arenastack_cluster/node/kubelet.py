@@ -10,22 +10,18 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from arenastack_cluster.certs import ensure_node_pki
-from arenastack_cluster.kubeletnode import settings
-from arenastack_cluster.kubeletnode.settings import Paths
 from arenastack_cluster.layout import REPO_ROOT
-from arenastack_cluster.localnode.config import NodeConfig
+from arenastack_cluster.node import settings
+from arenastack_cluster.node.config import ControlPlane, NodeConfig
+from arenastack_cluster.node.network import NETNS_DIR, in_node
+from arenastack_cluster.node.settings import Paths
 from arenastack_cluster.processes import ClusterError, run_tool, wait_for
 
-if TYPE_CHECKING:
-    from arenastack_cluster.cluster import LocalCluster
-
 IMAGES_SCRIPT = REPO_ROOT / "hack" / "images.sh"
-NETNS_DIR = Path("/run/netns")
 CGROUP_DIR = Path("/sys/fs/cgroup")
 REQUIRED = {
     "containerd": "containerd",
@@ -45,12 +41,6 @@ def _check_host() -> None:
         )
 
 
-def in_node_netns(cfg: NodeConfig) -> list[str]:
-    """Enter only the node's network namespace. (`ip netns exec` also remounts /sys, which
-    hides the cgroup file systems that containerd and the kubelet need.)"""
-    return ["nsenter", f"--net={NETNS_DIR / cfg.node_netns}", "--"]
-
-
 def ctr(
     paths: Paths, *args: str, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
@@ -58,11 +48,11 @@ def ctr(
     return run_tool("ctr", prefix, args, check=check, timeout=timeout)
 
 
-def prepare_pki(cluster: LocalCluster, cfg: NodeConfig) -> None:
+def prepare_pki(cluster: ControlPlane, cfg: NodeConfig) -> None:
     ensure_node_pki(cluster.pki, cfg.name, cfg.uplink_ip)
 
 
-def apiserver_flags(cluster: LocalCluster) -> list[str]:
+def apiserver_flags(cluster: ControlPlane) -> list[str]:
     pki = cluster.pki
     return [
         "--enable-admission-plugins=NodeRestriction",
@@ -72,7 +62,7 @@ def apiserver_flags(cluster: LocalCluster) -> list[str]:
     ]
 
 
-def start(cluster: LocalCluster, cfg: NodeConfig, log: Callable[[str], None]) -> None:
+def start(cluster: ControlPlane, cfg: NodeConfig, log: Callable[[str], None]) -> None:
     _check_host()
     paths = Paths(cfg.state)
     for folder in (
@@ -94,7 +84,7 @@ def start(cluster: LocalCluster, cfg: NodeConfig, log: Callable[[str], None]) ->
 
     t0 = time.monotonic()
     containerd = cluster.procs["containerd"]
-    containerd.start([*in_node_netns(cfg), "containerd", "--config", str(paths.containerd_config)])
+    containerd.start([*in_node(cfg), "containerd", "--config", str(paths.containerd_config)])
     wait_for(
         "containerd", lambda: ctr(paths, "version", check=False).returncode == 0, 60, containerd
     )
@@ -106,7 +96,7 @@ def start(cluster: LocalCluster, cfg: NodeConfig, log: Callable[[str], None]) ->
     kubelet = cluster.procs["kubelet"]
     kubelet.start(
         [
-            *in_node_netns(cfg),
+            *in_node(cfg),
             *settings.kubelet_argv(
                 cluster.bin / "kubelet", cfg, paths, cluster.state / "node.kubeconfig"
             ),
@@ -118,11 +108,11 @@ def start(cluster: LocalCluster, cfg: NodeConfig, log: Callable[[str], None]) ->
     log(f"cluster: kubelet registered node {cfg.name} in {time.monotonic() - t0:.1f} s")
 
 
-def _node_registered(cluster: LocalCluster, cfg: NodeConfig) -> bool:
+def _node_registered(cluster: ControlPlane, cfg: NodeConfig) -> bool:
     return cluster.kubectl("get", "node", cfg.name, check=False).returncode == 0
 
 
-def advertise_gpus(cluster: LocalCluster, cfg: NodeConfig) -> None:
+def advertise_gpus(cluster: ControlPlane, cfg: NodeConfig) -> None:
     """Extended resources the documented way: a status patch the kubelet keeps. Only for
     scheduling tests: nothing backs the capacity."""
     patch = [{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(cfg.gpus)}]
@@ -231,7 +221,7 @@ def _rmdir(path: Path) -> None:
 
 
 # -- down ----------------------------------------------------------------------------
-def drain(cluster: LocalCluster, cfg: NodeConfig, timeout: float = 60) -> None:
+def drain(cluster: ControlPlane, cfg: NodeConfig, timeout: float = 60) -> None:
     """While the control plane still runs: delete every pod on the node, so the kubelet
     stops their containers and CNI releases their networks the normal way."""
     out = cluster.kubectl(
@@ -258,7 +248,7 @@ def drain(cluster: LocalCluster, cfg: NodeConfig, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def stop(cluster: LocalCluster, cfg: NodeConfig) -> None:
+def stop(cluster: ControlPlane, cfg: NodeConfig) -> None:
     """Drain while the control plane runs, stop the kubelet, kill whatever still runs in
     containerd, then containerd; every host path, mount, namespace, cgroup and sysctl the
     node touched is put back."""

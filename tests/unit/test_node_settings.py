@@ -8,9 +8,9 @@ import ipaddress
 import tomllib
 from pathlib import Path
 
-from arenastack_cluster.kubeletnode import settings
-from arenastack_cluster.kubeletnode.settings import Paths
-from arenastack_cluster.localnode.config import NodeConfig
+from arenastack_cluster.node import settings
+from arenastack_cluster.node.config import NodeConfig
+from arenastack_cluster.node.settings import Paths
 
 
 def _cfg(tmp_path: Path) -> NodeConfig:
@@ -45,6 +45,15 @@ def test_cni_hands_out_only_pod_addresses(tmp_path):
     assert settings.cni_network(cfg) != settings.cni_network(
         NodeConfig(state=tmp_path, kubeconfig=tmp_path / "kc", pod_cidr="10.246.4.0/24")
     )
+
+
+def test_node_addresses_leave_room_for_pods_and_names_fit_interfaces(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert (cfg.bridge_ip, cfg.uplink_ip, cfg.host_ip) == ("10.246.3.1", "10.246.3.253",
+                                                           "10.246.3.254")  # fmt: skip
+    assert len(cfg.pod_ips) == 251 and cfg.bridge_ip not in cfg.pod_ips
+    # Linux limits interface names to 15 characters.
+    assert len(cfg.bridge) <= 15 and len(cfg.host_veth) <= 15
 
 
 def test_kubelet_config_authenticates_and_fits_these_machines(tmp_path):

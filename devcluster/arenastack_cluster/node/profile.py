@@ -1,5 +1,5 @@
-"""The `local` cluster profile: a local node, kube-proxy and cluster DNS beside the
-control plane, instead of kwok's simulated nodes."""
+"""The `local` cluster profile: the real node (node.kubelet), kube-proxy and cluster DNS
+beside the control plane, instead of kwok's simulated nodes."""
 
 from __future__ import annotations
 
@@ -7,38 +7,33 @@ import ipaddress
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from arenastack_cluster.kubeletnode import node as kubeletnode
-from arenastack_cluster.localnode import mountpoints, network
-from arenastack_cluster.localnode.agent import kill_pod_dir
-from arenastack_cluster.localnode.config import DEFAULT_POD_CIDR, DNS_PORT, REPO_ROOT, NodeConfig
-from arenastack_cluster.processes import free_port, wait_for
+from arenastack_cluster.layout import REPO_ROOT
+from arenastack_cluster.node import kubelet, network
+from arenastack_cluster.node.config import DEFAULT_POD_CIDR, DNS_PORT, ControlPlane, NodeConfig
+from arenastack_cluster.processes import free_port, http_status, wait_for
 
-# Fake nvidia.com/gpu capacity of the local node, so GPU-requesting pods schedule.
+# nvidia.com/gpu capacity advertised on the node, so GPU-requesting pods schedule (nothing
+# backs it: scheduling tests only).
 GPUS_ENV = "ARENASTACK_LOCALNODE_GPUS"
 CPU_ENV = "ARENASTACK_LOCALNODE_CPU"
 MEMORY_ENV = "ARENASTACK_LOCALNODE_MEMORY"
 COREDNS_SCRIPT = REPO_ROOT / "hack" / "coredns.sh"
 
-if TYPE_CHECKING:
-    from arenastack_cluster.cluster import LocalCluster
 
-
-def config_path(cluster: LocalCluster) -> Path:
+def config_path(cluster: ControlPlane) -> Path:
     return cluster.state / "localnode" / "node.json"
 
 
-def node_config(cluster: LocalCluster) -> NodeConfig:
+def node_config(cluster: ControlPlane) -> NodeConfig:
     return NodeConfig.load(config_path(cluster))
 
 
-def prepare(cluster: LocalCluster, apiserver_port: int, pod_cidr: str | None) -> NodeConfig:
+def prepare(cluster: ControlPlane, apiserver_port: int, pod_cidr: str | None) -> NodeConfig:
     """The node's settings and its bridge, which must exist before the apiserver binds to it."""
     state = cluster.state / "localnode"
     state.mkdir(parents=True, exist_ok=True)
@@ -60,7 +55,7 @@ def prepare(cluster: LocalCluster, apiserver_port: int, pod_cidr: str | None) ->
     return cfg
 
 
-def _drop_stale_pki(cluster: LocalCluster, host_ip: str) -> None:
+def _drop_stale_pki(cluster: ControlPlane, host_ip: str) -> None:
     """A state folder reused with another pod range has a serving certificate for the
     old address: start its PKI afresh (the cluster's state is new at every `up`)."""
     crt = cluster.pki / "apiserver.crt"
@@ -72,7 +67,7 @@ def _drop_stale_pki(cluster: LocalCluster, host_ip: str) -> None:
         shutil.rmtree(cluster.pki)
 
 
-def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
+def start(cluster: ControlPlane, log: Callable[[str], None]) -> None:
     cfg = NodeConfig.load(config_path(cluster))
     proxy = cluster.bin / "kube-proxy"
     with_proxy = proxy.exists() and shutil.which("iptables") is not None
@@ -87,15 +82,9 @@ def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
         why = "no kube-proxy binary" if not proxy.exists() else "no iptables"
         log(f"cluster: {why}; ClusterIP services are unreachable from pods")
     cfg.save(config_path(cluster))
-    if cluster.real_node:
-        kubeletnode.start(cluster, cfg, log)
-    else:
-        cluster.procs["localnode"].start(
-            [sys.executable, "-m", "arenastack_cluster.localnode.agent", "--config",
-             str(config_path(cluster))]
-        )  # fmt: skip
+    kubelet.start(cluster, cfg, log)
     if with_proxy:
-        # After the agent: kube-proxy reads the node's address from its Node object.
+        # After the kubelet: kube-proxy reads the node's address from its Node object.
         _start_kube_proxy(cluster, cfg)
         log("cluster: kube-proxy (iptables mode) running")
     coredns = _coredns_binary()
@@ -107,7 +96,7 @@ def start(cluster: LocalCluster, log: Callable[[str], None]) -> None:
             "service names do not resolve in pods")  # fmt: skip
 
 
-def _start_kube_proxy(cluster: LocalCluster, cfg: NodeConfig) -> None:
+def _start_kube_proxy(cluster: ControlPlane, cfg: NodeConfig) -> None:
     health = free_port()
     # In the node's network namespace: its rules never touch the host's firewall.
     cluster.procs["kube-proxy"].start(
@@ -131,7 +120,7 @@ def _start_kube_proxy(cluster: LocalCluster, cfg: NodeConfig) -> None:
     )
     wait_for(
         "kube-proxy",
-        lambda: cluster._get(f"http://{cfg.bridge_ip}:{health}/healthz", tls=False) == 200,
+        lambda: http_status(f"http://{cfg.bridge_ip}:{health}/healthz") == 200,
         60,
         cluster.procs["kube-proxy"],
     )
@@ -144,7 +133,7 @@ def _coredns_binary() -> Path | None:
     return path if proc.returncode == 0 and path.exists() else None
 
 
-def _start_coredns(cluster: LocalCluster, cfg: NodeConfig, binary: Path) -> None:
+def _start_coredns(cluster: ControlPlane, cfg: NodeConfig, binary: Path) -> None:
     """Cluster DNS for pods (their resolv.conf names the bridge address). No forwarder:
     names outside the cluster get REFUSED, so lookups never leave this machine."""
     ready, health = free_port(), free_port()
@@ -167,32 +156,19 @@ def _start_coredns(cluster: LocalCluster, cfg: NodeConfig, binary: Path) -> None
     cluster.procs["coredns"].start([*network.in_node(cfg), str(binary), "-conf", str(corefile)])
     wait_for(
         "CoreDNS",
-        lambda: cluster._get(f"http://{cfg.bridge_ip}:{ready}/ready", tls=False) == 200,
+        lambda: http_status(f"http://{cfg.bridge_ip}:{ready}/ready") == 200,
         60,
         cluster.procs["coredns"],
     )
 
 
-def stop_node(cluster: LocalCluster) -> None:
-    """The real node's drain and shutdown, which need the control plane still running."""
+def stop_node(cluster: ControlPlane) -> None:
+    """The node's drain and shutdown, which need the control plane still running."""
     if config_path(cluster).exists():
-        kubeletnode.stop(cluster, node_config(cluster))
+        kubelet.stop(cluster, node_config(cluster))
 
 
-def stop(cluster: LocalCluster) -> None:
-    """Kill every pod's processes and remove the node's network."""
-    path = config_path(cluster)
-    if not path.exists():
-        return
-    cfg = NodeConfig.load(path)
-    if cluster.real_node:
-        network.bridge_down(cfg)
-        return
-    created: set[str] = set()
-    if cfg.pods_dir.exists():
-        for pod_dir in cfg.pods_dir.iterdir():
-            created |= kill_pod_dir(pod_dir)
-            network.sandbox_down(cfg, pod_dir.name)
-    mountpoints.Registry(cfg.state / "mountpoints.json").sweep(created, set())
-    shutil.rmtree(cfg.state / "ipam", ignore_errors=True)
-    network.bridge_down(cfg)
+def stop(cluster: ControlPlane) -> None:
+    """Remove the node's network, once the node itself is stopped."""
+    if config_path(cluster).exists():
+        network.bridge_down(node_config(cluster))

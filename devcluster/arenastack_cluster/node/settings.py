@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from arenastack_cluster.localnode.config import NodeConfig
+from arenastack_cluster.node.config import NodeConfig
 
 PAUSE_IMAGE = "localhost/arenastack/pause:3.10"
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
@@ -127,7 +127,7 @@ def cni_network(cfg: NodeConfig) -> str:
 
 
 def cni_config(cfg: NodeConfig, paths: Paths) -> dict:
-    """The bridge the node namespace already has (localnode.network.bridge_up), host-local
+    """The bridge the node namespace already has (network.bridge_up), host-local
     addresses from the pod range (its gateway, uplink and host ends excluded), portmap for
     hostPort. Pods get a default route to the bridge; the node namespace has none, so
     nothing leaves this machine."""
@@ -191,8 +191,7 @@ def kubelet_config(cfg: NodeConfig, paths: Paths, pki: Path) -> dict:
         "readOnlyPort": 0,
         "clusterDomain": cfg.cluster_domain,
         "clusterDNS": [cfg.bridge_ip],
-        # No upstream resolvers: names outside the cluster never resolve, as on the
-        # process node.
+        # No upstream resolvers: names outside the cluster never resolve.
         "resolvConf": str(paths.resolv_conf),
         "podLogsDir": str(paths.pod_logs),
         "maxPods": cfg.max_pods,
