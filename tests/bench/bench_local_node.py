@@ -1,8 +1,9 @@
-"""Issue 13's node figures: the real node (the upstream kubelet, containerd and runc running
-the project's images) beside the process runner it replaces, on this machine, the same day.
+"""Issue 13's node figures: the local node (the upstream kubelet, containerd and runc running
+the project's images). The process runner it replaced was measured beside it by this script
+at arenastack c16302b, the last commit that had it (its figures stay in the results).
 
-For each node kind, a fresh local-profile cluster (a pod range and state folder of its own)
-with the chart's operator installed as a user would. Then:
+A fresh local-profile cluster (a pod range and state folder of its own) with the chart's
+operator installed as a user would. Then:
 - the memory (PSS) of the node's own processes at rest, with only the operator's pod;
 - `--runs` rounds, one workload after the other, each pod timed from the moment a watch
   sees it created to the moment the watch sees it Ready:
@@ -12,9 +13,9 @@ with the chart's operator installed as a user would. Then:
   with the last round's workloads still running, the node's memory again; then all of it is
   deleted before the next round.
 
-    .venv/bin/python tests/bench/bench_local_node.py [--runs 3] [--nodes kubelet process]
+    .venv/bin/python tests/bench/bench_local_node.py [--runs 3]
 
-Writes tests/bench/results/local_node.{json,md}.
+Writes tests/bench/results/local_node.{json,md}, keeping the stored process-runner figures.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ NAMESPACE = "bench-node"
 RAYCLUSTER = REPO / "operator" / "examples" / "raycluster-sample.yaml"
 READY_TIMEOUT_S = 900
 SETTLE_S = 20
-# The node's own processes, by the name each node kind gives them; kube-proxy and CoreDNS
-# run the same way beside either node.
+QUIET_LOAD = 2.5  # the 1-minute load average a round waits for (2 cores)
+# kube-proxy and CoreDNS ran the same way beside either node: reported apart.
 SHARED = ("kube-proxy", "coredns")
 ROLES = ("ray head", "ray worker", "engine", "router", "arena")
 ARENA_VALUES = ["--set", "arena.enabled=true", "--set", "arena.persistence.enabled=false"]
@@ -129,26 +130,23 @@ def _pss_kib(pid: int) -> int:
 
 
 def node_processes(cl: LocalCluster) -> dict[str, list[int]]:
-    """The pids of the node's own processes, grouped: the agents, the per-container shims
-    (and the real node's pause sandboxes), and the shared kube-proxy and CoreDNS."""
+    """The pids of the node's own processes, grouped: the kubelet, containerd, the shim of
+    each pod and its pause sandbox, and the shared kube-proxy and CoreDNS. (The process
+    runner's were its agent and one shim per container: the processes whose argv named
+    arenastack_cluster.localnode.agent or .shim.)"""
     pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
     groups: dict[str, list[int]] = {name: [cl.procs[name].pid] for name in SHARED}
-    if cl.real_node:
-        socket = str(Paths(cl.state / "localnode").containerd_socket).encode()
-        groups["kubelet"] = [cl.procs["kubelet"].pid]
-        groups["containerd"] = [cl.procs["containerd"].pid]
-        shims = [
-            pid for pid in pids if (argv := _argv(pid))
-            and argv[0].endswith(b"containerd-shim-runc-v2") and any(socket in a for a in argv)
-        ]  # fmt: skip
-        groups["shims"] = shims
-        groups["pause"] = [
-            pid for pid in pids if _parent(pid) in shims and _argv(pid)[:1] == [b"/pause"]
-        ]  # fmt: skip
-    else:
-        groups["agent"] = [cl.procs["localnode"].pid]
-        marker = b"arenastack_cluster.localnode.shim"
-        groups["shims"] = [pid for pid in pids if any(marker in a for a in _argv(pid))]
+    socket = str(Paths(cl.state / "localnode").containerd_socket).encode()
+    groups["kubelet"] = [cl.procs["kubelet"].pid]
+    groups["containerd"] = [cl.procs["containerd"].pid]
+    shims = [
+        pid for pid in pids if (argv := _argv(pid))
+        and argv[0].endswith(b"containerd-shim-runc-v2") and any(socket in a for a in argv)
+    ]  # fmt: skip
+    groups["shims"] = shims
+    groups["pause"] = [
+        pid for pid in pids if _parent(pid) in shims and _argv(pid)[:1] == [b"/pause"]
+    ]  # fmt: skip
     return groups
 
 
@@ -228,10 +226,9 @@ def one_round(cl: LocalCluster, clock: PodClock, model: Path, last: bool) -> dic
     return {"ready_s": times, "memory_busy": memory}
 
 
-def bench_node(node: str, runs: int, slot: int) -> dict[str, Any]:
-    state = REPO / ".state" / f"bench-{node}node"
-    cl = LocalCluster(state=state, profile="local", pod_cidr=f"10.247.{slot}.0/24", node=node)
-    print(f"== {node} node", flush=True)
+def bench_node(runs: int) -> dict[str, Any]:
+    state = REPO / ".state" / "bench-kubeletnode"
+    cl = LocalCluster(state=state, profile="local", pod_cidr="10.247.10.0/24")
     t0 = time.monotonic()
     cl.up(log=lambda line: print(line, flush=True))
     up_s = round(time.monotonic() - t0, 1)
@@ -247,6 +244,8 @@ def bench_node(node: str, runs: int, slot: int) -> dict[str, Any]:
             print(f"  at rest: {at_rest}", flush=True)
             rounds = []
             for i in range(runs):
+                # The last round's deletions settle first: each round starts on a quiet machine.
+                poll("a quiet machine", lambda: load_average() < QUIET_LOAD, 600, 5)
                 print(f"-- round {i + 1} (load {load_average()})", flush=True)
                 rounds.append({"load_average": load_average(),
                                **one_round(cl, clock, model, last=i == runs - 1)})  # fmt: skip
@@ -254,7 +253,8 @@ def bench_node(node: str, runs: int, slot: int) -> dict[str, Any]:
         cl.down(quiet=True)
         # The real node's image store holds every image unpacked (about 14 GB).
         shutil.rmtree(state, ignore_errors=True)
-    return {"cluster_up_s": up_s, "memory_at_rest": at_rest, "rounds": rounds}
+    return {"date": today(), "arenastack": git_sha(), "cluster_up_s": up_s,
+            "memory_at_rest": at_rest, "rounds": rounds}  # fmt: skip
 
 
 def medians(result: dict[str, Any]) -> dict[str, float]:
@@ -267,8 +267,13 @@ def report(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# The real node beside the process runner",
         "",
-        f"{results['date']}, {results['machine']}, arenastack {results['arenastack']}; "
-        f"{results['runs']} rounds per node, one workload at a time; load average at the "
+        f"{results['machine']}; "
+        + ", ".join(
+            f"{n} on {results['nodes'][n]['date']} at arenastack "
+            f"{results['nodes'][n]['arenastack']}"
+            for n in nodes
+        )  # fmt: skip
+        + f"; {results['runs']} rounds per node, one workload at a time; load average at the "
         f"rounds' starts: "
         + ", ".join(
             f"{n} {[r['load_average'] for r in results['nodes'][n]['rounds']]}" for n in nodes
@@ -306,14 +311,13 @@ def report(results: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--nodes", nargs="+", default=["kubelet", "process"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    results: dict[str, Any] = {"date": today(), "machine": machine(), "arenastack": git_sha(),
-                               "runs": args.runs, "nodes": {}}  # fmt: skip
-    for slot, node in enumerate(args.nodes, start=10):
-        results["nodes"][node] = bench_node(node, args.runs, slot)
-        (args.out / "local_node.json").write_text(json.dumps(results, indent=2))
+    stored = args.out / "local_node.json"
+    results: dict[str, Any] = json.loads(stored.read_text()) if stored.exists() else {"nodes": {}}
+    results.update(machine=machine(), runs=args.runs)
+    results["nodes"]["kubelet"] = bench_node(args.runs)
+    stored.write_text(json.dumps(results, indent=2))
     report(results, args.out / "local_node.md")
     print((args.out / "local_node.md").read_text())
 
