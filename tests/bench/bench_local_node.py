@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from vllm_processes import FAST_FLAGS, SERVED, tiny_model, vllm_env_python
 
 from arenastack_cluster.cluster import LocalCluster
-from arenastack_cluster.node.settings import Paths
 from arenastack_cluster.modelclaim import model_source
+from arenastack_cluster.node.settings import Paths
 from arenastack_cluster.operatorchart import NAMESPACE as CHART_NAMESPACE
 from arenastack_cluster.operatorchart import RELEASE, operator_installed
 from arenastack_cluster.processes import poll
