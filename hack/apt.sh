@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in hack/apt-packages.txt that are missing.
+# Installs the Debian packages listed in devcluster/apt-packages.txt that are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t want < <(grep -vE '^\s*(#|$)' hack/apt-packages.txt | awk '{print $1}')
+mapfile -t want < <(grep -vE '^\s*(#|$)' devcluster/apt-packages.txt | awk '{print $1}')
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
