@@ -41,7 +41,7 @@ class OperatorConfig:
     identity: str
     timing: LeaseTiming
     shutdown_timeout: float
-    raycluster_controller: bool = True  # off where KubeRay already reconciles RayClusters
+    raycluster_controller: bool = True  # RayClusters and RayJobs; off where KubeRay runs
     # The image of ArenaEvaluation runs, and the arena service they post to by default.
     evaluation_image: str = constants.DEFAULT_EVALUATION_IMAGE
     arena_url: str | None = None

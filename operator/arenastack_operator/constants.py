@@ -42,8 +42,9 @@ class KindRef:
 
 RAYCLUSTER: Final = KindRef(RAY_GROUP, RAY_VERSION, "RayCluster", "rayclusters")
 INFERENCEDEPLOYMENT: Final = KindRef(GROUP, VERSION, "InferenceDeployment", "inferencedeployments")
+RAYJOB: Final = KindRef(RAY_GROUP, RAY_VERSION, "RayJob", "rayjobs")
 ARENAEVALUATION: Final = KindRef(GROUP, VERSION, "ArenaEvaluation", "arenaevaluations")
-MANAGED_KINDS: Final = (RAYCLUSTER, INFERENCEDEPLOYMENT, ARENAEVALUATION)
+MANAGED_KINDS: Final = (RAYCLUSTER, RAYJOB, INFERENCEDEPLOYMENT, ARENAEVALUATION)
 
 # -- Labels (recommended Kubernetes labels plus our own) ------------------------------------------
 

@@ -148,6 +148,27 @@ class Controller(ABC):
             raise
         return True
 
+    async def add_finalizer(self, body: Mapping[str, Any], finalizer: str) -> None:
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        if finalizer not in finalizers:
+            await self._set_finalizers(body, [*finalizers, finalizer])
+
+    async def remove_finalizer(self, body: Mapping[str, Any], finalizer: str) -> None:
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        if finalizer in finalizers:
+            await self._set_finalizers(body, [f for f in finalizers if f != finalizer])
+
+    async def _set_finalizers(self, body: Mapping[str, Any], finalizers: list[str]) -> None:
+        meta = body["metadata"]
+        # The resourceVersion makes the write fail (409, retried) rather than drop a finalizer
+        # someone else added meanwhile.
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        try:
+            await self.api.merge_patch(self.path(meta["namespace"], meta["name"]), patch)
+        except ApiError as e:
+            if e.status != NOT_FOUND:
+                raise
+
     async def ensure(self, owner: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
         """Create the child `desired`, or bring the fields we set up to date when they changed
         (the hash of what was last applied is kept in an annotation, so a child at rest costs
@@ -158,14 +179,7 @@ class Controller(ABC):
         name = meta["name"]
         current = await self.api.get(object_path(desired, name))
         if current is None:
-            try:
-                created = await self.api.create(object_path(desired), desired)
-            except ApiError as e:
-                if e.status == CONFLICT:
-                    raise RetryLater(f"{desired['kind']} {name} appeared meanwhile") from e
-                raise
-            await self.event(owner, "Normal", f"Created{desired['kind']}", f"created {name}")
-            return created
+            return await self._create(owner, desired)
         annotations = current["metadata"].get("annotations") or {}
         if annotations.get(constants.ANNOTATION_APPLIED_HASH) == applied:
             return current
@@ -174,6 +188,25 @@ class Controller(ABC):
         updated = await self.api.merge_patch(object_path(desired, name), patch)
         await self.event(owner, "Normal", f"Updated{desired['kind']}", f"updated {name}")
         return updated
+
+    async def ensure_created(
+        self, owner: Mapping[str, Any], desired: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create the child `desired` if it does not exist; an existing one is left as it is
+        (a RayJob's cluster and submitter Job do not follow later spec changes)."""
+        current = await self.api.get(object_path(desired, desired["metadata"]["name"]))
+        return current if current is not None else await self._create(owner, desired)
+
+    async def _create(self, owner: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        name = desired["metadata"]["name"]
+        try:
+            created = await self.api.create(object_path(desired), desired)
+        except ApiError as e:
+            if e.status == CONFLICT:
+                raise RetryLater(f"{desired['kind']} {name} appeared meanwhile") from e
+            raise
+        await self.event(owner, "Normal", f"Created{desired['kind']}", f"created {name}")
+        return created
 
     async def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         await events.record(

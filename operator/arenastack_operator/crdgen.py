@@ -24,11 +24,12 @@ from arenastack_operator import constants
 from arenastack_operator.arenaevaluation.spec import CRD as ARENAEVALUATION
 from arenastack_operator.inferencedeployment.spec import CRD as INFERENCEDEPLOYMENT
 from arenastack_operator.raycluster.spec import CRD as RAYCLUSTER
+from arenastack_operator.rayjob.spec import CRD as RAYJOB
 from arenastack_operator.schema import k8s
 from arenastack_operator.schema.base import CrdInfo
 from arenastack_operator.schema.structural import structural_schema
 
-ALL_CRDS: tuple[CrdInfo, ...] = (RAYCLUSTER, INFERENCEDEPLOYMENT, ARENAEVALUATION)
+ALL_CRDS: tuple[CrdInfo, ...] = (RAYCLUSTER, RAYJOB, INFERENCEDEPLOYMENT, ARENAEVALUATION)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "charts" / "arenastack" / "crds"
 GENERATOR = "python -m arenastack_operator.crdgen"

@@ -31,6 +31,7 @@ from arenastack_operator.health import Probe, Role, Servers, health_app, metrics
 from arenastack_operator.inferencedeployment import handlers as inferencedeployment
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.raycluster import handlers as raycluster
+from arenastack_operator.rayjob import handlers as rayjob
 
 logger = logging.getLogger("arenastack_operator")
 
@@ -40,6 +41,7 @@ def build_registry(cfg: OperatorConfig, metrics: OperatorMetrics) -> kopf.Operat
     kube.register_login(registry, cfg.kubeconfig)
     if cfg.raycluster_controller:
         raycluster.register(registry, metrics)
+        rayjob.register(registry, metrics)
     inferencedeployment.register(registry, metrics)
     arenaevaluation.register(registry, metrics, cfg.evaluation_image, cfg.arena_url)
     return registry

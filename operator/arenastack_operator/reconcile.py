@@ -89,10 +89,11 @@ def instrumented(kind: str, metrics: OperatorMetrics) -> Callable[[F], F]:
 
 
 def phase_of(body: Mapping[str, Any]) -> str:
-    """The phase an object is counted under: status.phase or status.state if the kind has one
-    (KubeRay's RayCluster reports `state`), else the first true standard condition."""
+    """The phase an object is counted under: status.phase, state or jobDeploymentStatus if the
+    kind has one (KubeRay's RayCluster reports `state`, its RayJob `jobDeploymentStatus`), else
+    the first true standard condition."""
     status = body.get("status") or {}
-    for field in ("phase", "state"):
+    for field in ("phase", "state", "jobDeploymentStatus"):
         value = status.get(field)
         if isinstance(value, str) and value:
             return value[:1].upper() + value[1:]

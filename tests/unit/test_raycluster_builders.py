@@ -298,6 +298,27 @@ def test_what_is_not_supported_yet_is_refused_by_name(
         validate(_cluster(**overrides))
 
 
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ({"enableIngress": True}, r"spec.headGroupSpec.enableIngress .* not supported yet"),
+        ({"headService": {"metadata": {"name": "mine"}}},
+         r"headService.metadata.name \(a head Service not named c-head-svc\) .* not supported"),
+    ],
+)  # fmt: skip
+def test_head_service_and_ingress_wishes_not_supported_yet_are_refused(
+    head: dict[str, Any], message: str
+) -> None:
+    body = _body()
+    body["metadata"]["name"] = "c"
+    body["spec"]["headGroupSpec"].update(head)
+    with pytest.raises(InvalidSpec, match=message):
+        validate(Cluster.from_body(body))
+    body["spec"]["headGroupSpec"]["headService"] = {"metadata": {"name": "c-head-svc"}}
+    body["spec"]["headGroupSpec"].pop("enableIngress", None)
+    validate(Cluster.from_body(body))
+
+
 def test_what_asks_for_nothing_more_is_not_refused() -> None:
     validate(_cluster(authOptions={"mode": "disabled"}, tlsOptions={"enabled": False}))
     # KubeRay's spelling of the token-auth switch is the one the schema takes.

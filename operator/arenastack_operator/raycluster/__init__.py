@@ -21,8 +21,10 @@ Behaviour worth knowing:
   go, then a Job built from the head pod deletes its storage namespace from Redis, then the
   finalizer (best effort: a failed Job or a namespace being deleted lets it go with a warning).
 
-Not implemented yet (accepted by the schema, ignored by the reconciler): enableIngress,
-networkPolicy, authOptions, tlsOptions, historyServerOptions, the rocksdb GCS backend (refused,
-as KubeRay does without its feature gate), multi-host replica labels for numOfHosts > 1 (pods
-are counted as replicas x numOfHosts, but not grouped), and headService's own name.
+Refused as not supported yet (ReplicaFailure, InvalidRayClusterSpec, with the reason): authOptions
+other than mode disabled, tlsOptions.enabled, networkPolicy, historyServerOptions,
+headGroupSpec.enableIngress, a headService of another name, the ray.io/ft-enabled annotation
+without gcsFaultToleranceOptions, and the rocksdb GCS backend (as KubeRay does without its
+feature gate). Not done yet: multi-host replica labels for numOfHosts > 1 (pods are counted as
+replicas x numOfHosts, but not grouped).
 """

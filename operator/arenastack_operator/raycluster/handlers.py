@@ -90,7 +90,7 @@ class Controller(controller.Controller):
             return
         if cluster.redis_ft:
             # Before any head exists, so no GCS writes to Redis without it.
-            await self._ensure_finalizer(body)
+            await self.add_finalizer(body, redis_cleanup.FINALIZER)
 
         labelled = await self.api.list(
             core_path(namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
@@ -176,32 +176,14 @@ class Controller(controller.Controller):
 
     # -- GCS fault tolerance: Redis cleanup on deletion (redis_cleanup.py) -----------------
 
-    async def _ensure_finalizer(self, body: Mapping[str, Any]) -> None:
-        finalizers = list(body["metadata"].get("finalizers") or [])
-        if redis_cleanup.FINALIZER not in finalizers:
-            await self._set_finalizers(body, [*finalizers, redis_cleanup.FINALIZER])
-
-    async def _set_finalizers(self, body: Mapping[str, Any], finalizers: list[str]) -> None:
-        meta = body["metadata"]
-        # The resourceVersion makes the write fail (409, retried) rather than drop a finalizer
-        # someone else added meanwhile.
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-        try:
-            await self.api.merge_patch(self.path(meta["namespace"], meta["name"]), patch)
-        except ApiError as e:
-            if e.status != NOT_FOUND:
-                raise
-
     async def _clean_up_redis(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
         key = key_of(body)
-        finalizers = list(meta.get("finalizers") or [])
         try:
             cluster = Cluster.from_body(body)
             job = redis_cleanup.build_job(cluster)
         except (InvalidSpec, QuantityError, pydantic.ValidationError) as e:
             logger.warning("RayCluster %s/%s: no Redis cleanup (invalid spec: %s)", *key, e)
-            await self._set_finalizers(body, redis_cleanup.without_finalizer(finalizers))
+            await self.remove_finalizer(body, redis_cleanup.FINALIZER)
             return
         labelled = await self.api.list(
             core_path(cluster.namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
@@ -254,8 +236,7 @@ class Controller(controller.Controller):
             )
             logger.warning("RayCluster %s/%s: %s", *key_of(body), message)
             await self.event(body, "Warning", "RedisCleanupFailed", message)
-        finalizers = redis_cleanup.without_finalizer(list(body["metadata"].get("finalizers") or []))
-        await self._set_finalizers(body, finalizers)  # fmt: skip
+        await self.remove_finalizer(body, redis_cleanup.FINALIZER)
 
     async def _write_status(
         self,

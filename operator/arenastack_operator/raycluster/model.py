@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from arenastack_operator import constants
-from arenastack_operator.raycluster.names import ANNOTATION_FT_ENABLED, ANNOTATION_STORAGE_NAMESPACE
+from arenastack_operator.raycluster.names import (
+    ANNOTATION_FT_ENABLED,
+    ANNOTATION_STORAGE_NAMESPACE,
+    head_service_name,
+)
 from arenastack_operator.raycluster.spec import (
     MANAGED_BY_MULTIKUEUE,
     RayClusterSpec,
@@ -171,6 +175,15 @@ def refuse_unsupported(cluster: Cluster) -> None:
         raise InvalidSpec(f"spec.networkPolicy (NetworkPolicies isolating the pods) {not_yet}")
     if spec.history_server_options is not None:
         raise InvalidSpec(f"spec.historyServerOptions (the history-server collector) {not_yet}")
+    head = spec.head_group_spec
+    if head.enable_ingress:
+        raise InvalidSpec(f"spec.headGroupSpec.enableIngress (an Ingress for the dashboard) "
+                          f"{not_yet}")  # fmt: skip
+    service_name = ((head.head_service or {}).get("metadata") or {}).get("name")
+    if service_name and service_name != head_service_name(cluster.name):
+        raise InvalidSpec(f"spec.headGroupSpec.headService.metadata.name (a head Service not "
+                          f"named {head_service_name(cluster.name)}) {not_yet}; leave the name "
+                          "out")  # fmt: skip
     if (cluster.annotations.get(ANNOTATION_FT_ENABLED) == "true"
             and spec.gcs_fault_tolerance_options is None):  # fmt: skip
         older = (

@@ -104,7 +104,3 @@ def outcome(job: Mapping[str, Any]) -> bool | None:
         if condition.get("type") == "Failed":
             return False
     return None
-
-
-def without_finalizer(finalizers: list[str]) -> list[str]:
-    return [f for f in finalizers if f != FINALIZER]

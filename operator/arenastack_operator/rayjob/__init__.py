@@ -1,0 +1,26 @@
+"""KubeRay's `ray.io/v1` RayJob, reconciled by arenastack.
+
+Layers, each usable without the next:
+- spec.py: the typed API (it also generates the CRD); model.py: a parsed job and the checks
+  KubeRay makes at reconcile time.
+- Pure builders: builders.py (the job's RayCluster, the submitter Job, the Jobs API body),
+  status.py (one step of KubeRay's jobDeploymentStatus machine).
+- dashboard.py: Ray's Jobs API on the head; handlers.py: watch events -> work queue ->
+  reconcile.
+
+Behaviour worth knowing:
+- The RayCluster is made from rayClusterSpec once (`<job>-<5 characters>`, owned by the job);
+  later changes of rayClusterSpec do not reach it, as with KubeRay. With clusterSelector the
+  job runs on the named existing cluster and never deletes it.
+- K8sJobMode: a Job named after the RayJob runs `ray job submit --no-wait` (skipped when the
+  job id exists already) and follows the job's logs, in the head's image unless
+  submitterPodTemplate says otherwise. HTTPMode: the operator submits through the dashboard.
+- Status comes from the dashboard every 3 s while the job runs. Complete or Failed (reason
+  AppFailed, SubmissionFailed or DeadlineExceeded) are final; shutdownAfterJobFinishes deletes
+  the cluster ttlSecondsAfterFinished after the end, keeping the submitter Job for its logs.
+- suspend deletes the cluster and submitter (Suspending -> Suspended); unsetting it starts
+  the job afresh.
+
+Refused with ValidationFailed as not supported yet: InteractiveMode, SidecarMode,
+deletionStrategy (behind a feature gate in KubeRay), backoffLimit above 0.
+"""

@@ -1,0 +1,146 @@
+"""Pure builders of a RayJob's children and requests: its RayCluster, the submitter Job
+(K8sJobMode), the body of a Jobs API submission (HTTPMode). No I/O.
+
+Names, labels and the submit command follow KubeRay's (common/job.go, rayjob_controller.go),
+so tools that look for a RayJob's cluster or submitter find them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any, Final
+
+from arenastack_operator import constants
+from arenastack_operator.raycluster import names as cluster_names
+from arenastack_operator.rayjob.model import Job
+
+LABEL_ORIGIN_NAME: Final = "ray.io/originated-from-cr-name"
+LABEL_ORIGIN_KIND: Final = "ray.io/originated-from-crd"
+ORIGIN_KIND: Final = "RayJob"
+SUBMITTER_CONTAINER: Final = "ray-job-submitter"
+ENV_DASHBOARD_ADDRESS: Final = "RAY_DASHBOARD_ADDRESS"
+ENV_SUBMISSION_ID: Final = "RAY_JOB_SUBMISSION_ID"
+DASHBOARD_PORT_NAME: Final = "dashboard"
+# KubeRay's default submitter resources.
+SUBMITTER_RESOURCES: Final = {
+    "limits": {"cpu": "1", "memory": "1Gi"},
+    "requests": {"cpu": "500m", "memory": "200Mi"},
+}
+
+
+def with_suffix(job_name: str, suffix: str) -> str:
+    """`<job>-<suffix>`: the generated cluster name and Ray job id (KubeRay's pattern)."""
+    return f"{job_name}-{suffix}"
+
+
+def origin_labels(job: Job) -> dict[str, str]:
+    return {LABEL_ORIGIN_NAME: job.name, LABEL_ORIGIN_KIND: ORIGIN_KIND}
+
+
+def ray_cluster(job: Job, name: str) -> dict[str, Any]:
+    """The RayCluster made for the job: its rayClusterSpec, with the job's labels and
+    annotations (as KubeRay copies them), owned by the job."""
+    assert job.spec.ray_cluster_spec is not None
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": name,
+            "namespace": job.namespace,
+            "labels": {**job.labels, **origin_labels(job)},
+            "annotations": dict(job.annotations),
+            "ownerReferences": [job.owner_reference],
+        },
+        "spec": job.spec.ray_cluster_spec.to_json(),
+    }
+
+
+def dashboard_url(cluster: str, namespace: str, cluster_status: dict[str, Any]) -> str:
+    """host:port of the dashboard through the head Service, as KubeRay reports it."""
+    endpoints = cluster_status.get("endpoints") or {}
+    port = endpoints.get(DASHBOARD_PORT_NAME) or str(cluster_names.DASHBOARD_PORT)
+    return f"{cluster_names.head_fqdn(cluster, namespace)}:{port}"
+
+
+def _number(value: float) -> str:
+    return f"{value:f}"
+
+
+def submit_command(job: Job, address: str, job_id: str) -> str:
+    """The submitter's shell command: submit unless the job id exists already (the submitter
+    Job may run more than once), then follow the job's logs until it ends."""
+    url = address if address.startswith("http://") else f"http://{address}"
+    spec = job.spec
+    submit = ["ray", "job", "submit", "--address", url, "--no-wait"]
+    runtime_env = job.runtime_env
+    if runtime_env:
+        submit += ["--runtime-env-json", json.dumps(runtime_env, sort_keys=True)]
+    if spec.metadata:
+        submit += ["--metadata-json", json.dumps(spec.metadata, sort_keys=True)]
+    submit += ["--submission-id", job_id]
+    if spec.entrypoint_num_cpus:
+        submit += ["--entrypoint-num-cpus", _number(spec.entrypoint_num_cpus)]
+    if spec.entrypoint_num_gpus:
+        submit += ["--entrypoint-num-gpus", _number(spec.entrypoint_num_gpus)]
+    if spec.entrypoint_resources:
+        submit += ["--entrypoint-resources", spec.entrypoint_resources]
+    quoted = " ".join(shlex.quote(word) for word in submit)
+    status = f"ray job status --address {shlex.quote(url)} {shlex.quote(job_id)}"
+    follow = f"ray job logs --address {shlex.quote(url)} --follow {shlex.quote(job_id)}"
+    # The entrypoint is the user's shell command line, passed on as written (as KubeRay does).
+    entrypoint = (spec.entrypoint or "").strip()
+    return f"if ! {status} >/dev/null 2>&1 ; then {quoted} -- {entrypoint} ; fi ; {follow}"
+
+
+def submitter_job(job: Job, head_image: str, address: str, job_id: str) -> dict[str, Any]:
+    """The Kubernetes Job that submits the Ray job (K8sJobMode), named after the RayJob."""
+    template = json.loads(json.dumps(job.spec.submitter_pod_template or {}))
+    pod_spec = template.setdefault("spec", {})
+    containers = pod_spec.setdefault("containers", [])
+    if not containers:
+        containers.append({
+            "name": SUBMITTER_CONTAINER,
+            "image": head_image,
+            "resources": json.loads(json.dumps(SUBMITTER_RESOURCES)),
+        })  # fmt: skip
+        pod_spec.setdefault("restartPolicy", "Never")
+    container = containers[0]
+    if not container.get("command"):
+        container["command"] = ["/bin/bash", "-c", "--"]
+        container["args"] = [submit_command(job, address, job_id)]
+    container["env"] = [
+        *(container.get("env") or []),
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": ENV_DASHBOARD_ADDRESS, "value": address},
+        {"name": ENV_SUBMISSION_ID, "value": job_id},
+    ]
+    labels = {**origin_labels(job), cluster_names.LABEL_CREATED_BY: constants.MANAGED_BY}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job.name,
+            "namespace": job.namespace,
+            "labels": labels,
+            "ownerReferences": [job.owner_reference],
+        },
+        "spec": {"backoffLimit": job.submitter_backoff_limit, "template": template},
+    }
+
+
+def submission(job: Job, job_id: str) -> dict[str, Any]:
+    """The body of `POST /api/jobs/` (HTTPMode)."""
+    spec = job.spec
+    body: dict[str, Any] = {"entrypoint": (spec.entrypoint or "").strip(), "submission_id": job_id}
+    if job.runtime_env:
+        body["runtime_env"] = job.runtime_env
+    if spec.metadata:
+        body["metadata"] = dict(spec.metadata)
+    if spec.entrypoint_num_cpus:
+        body["entrypoint_num_cpus"] = spec.entrypoint_num_cpus
+    if spec.entrypoint_num_gpus:
+        body["entrypoint_num_gpus"] = spec.entrypoint_num_gpus
+    if spec.entrypoint_resources:
+        body["entrypoint_resources"] = json.loads(spec.entrypoint_resources)
+    return body

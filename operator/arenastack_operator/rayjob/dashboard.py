@@ -1,0 +1,57 @@
+"""Ray's Jobs API on the head's dashboard (`/api/jobs/`): the operator's view of a Ray job.
+
+Connection failures and 5xx answers propagate (aiohttp.ClientError, TimeoutError), which the
+controller base retries; a job the dashboard does not know is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import aiohttp
+
+TIMEOUT_S: Final = 10.0
+
+
+class DashboardError(RuntimeError):
+    """The dashboard answered a request with an error that retrying will not change."""
+
+
+def _base(address: str) -> str:
+    return address if address.startswith("http://") else f"http://{address}"
+
+
+class JobsClient:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def info(self, address: str, job_id: str) -> dict[str, Any] | None:
+        async with self._http().get(f"{_base(address)}/api/jobs/{job_id}") as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+            return dict(await response.json(content_type=None))
+
+    async def submit(self, address: str, body: Mapping[str, Any]) -> None:
+        async with self._http().post(f"{_base(address)}/api/jobs/", json=dict(body)) as response:
+            if 400 <= response.status < 500:
+                text = (await response.text())[:500]
+                if "already exists" in text:  # submitted before a restart: the same job
+                    return
+                raise DashboardError(f"the dashboard refused the job ({response.status}): {text}")
+            response.raise_for_status()
+
+    async def stop(self, address: str, job_id: str) -> None:
+        async with self._http().post(f"{_base(address)}/api/jobs/{job_id}/stop") as response:
+            if response.status != 404:
+                response.raise_for_status()

@@ -1,0 +1,126 @@
+"""RayJobs on the real node, reconciled by the chart's operator pod: the example runs to
+SUCCEEDED through its submitter Job and its cluster is deleted after; a failing entrypoint
+(submitted by the operator itself, HTTPMode) ends FAILED with Ray's message; a suspended job
+makes no cluster until it is released; deleting a running RayJob stops its Ray job."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "operator" / "examples" / "rayjob-sample.yaml"
+NAMESPACE = "rayjob-e2e"
+TIMEOUT_S = 420
+
+
+def _get(cl, kind: str, name: str) -> dict[str, Any] | None:
+    out = cl.kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def _apply(cl, *docs: dict[str, Any]) -> None:
+    cl.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def _wait(cl, name: str, done, what: str, timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        job = _get(cl, "rayjob", name)
+        if job is not None and done(job.get("status") or {}):
+            return job
+        time.sleep(2)
+    pods = cl.kubectl("get", "pods,jobs,rayclusters", "-n", NAMESPACE, "-o", "wide", check=False)
+    events = cl.kubectl("get", "events", "-n", NAMESPACE, check=False)
+    raise AssertionError(
+        f"RayJob {name}: not {what} in {timeout:.0f} s; status {(job or {}).get('status')}\n"
+        f"{pods.stdout}\n{events.stdout[-4000:]}"
+    )
+
+
+def _variant(example: dict[str, Any], name: str, **spec: Any) -> dict[str, Any]:
+    job = copy.deepcopy(example)
+    job["metadata"]["name"] = name
+    job["spec"].update(spec)
+    return job
+
+
+def _deployment(phase: str):
+    return lambda status: status.get("jobDeploymentStatus") == phase
+
+
+@pytest.fixture(scope="module")
+def example(local_cluster, chart_operator):
+    cl = local_cluster
+    cl.kubectl("create", "namespace", NAMESPACE, check=False)
+    rayjob, config_map = yaml.safe_load_all(EXAMPLE.read_text())
+    _apply(cl, config_map)
+    yield rayjob
+    cl.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", check=False)
+
+
+def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
+    cl = local_cluster
+    failing = _variant(
+        example, "fails", submissionMode="HTTPMode",
+        entrypoint="python -c \"raise SystemExit('no input rows')\"",
+    )  # fmt: skip
+    _apply(cl, example, failing)
+
+    done = _wait(cl, "pi", lambda s: s.get("jobDeploymentStatus") in ("Complete", "Failed"),
+                 "finished")  # fmt: skip
+    status = done["status"]
+    assert (status["jobStatus"], status["jobDeploymentStatus"]) == ("SUCCEEDED", "Complete"), status
+    assert status["succeeded"] == 1 and status["failed"] == 0
+    assert status["jobId"].startswith("pi-") and status["rayClusterName"].startswith("pi-")
+    assert status["dashboardURL"] == (
+        f"{status['rayClusterName']}-head-svc.{NAMESPACE}.svc.cluster.local:8265"
+    )
+    assert status["rayJobInfo"]["startTime"] <= status["rayJobInfo"]["endTime"]
+    # The submitter followed the driver's output, and is kept for it.
+    logs = cl.kubectl("logs", "-n", NAMESPACE, "job/pi").stdout
+    assert "pi is about 3.1" in logs, logs[-2000:]
+    # shutdownAfterJobFinishes with a TTL of 0: the cluster goes, its pods with it.
+    deadline = time.monotonic() + 120
+    while _get(cl, "raycluster", status["rayClusterName"]) is not None:
+        assert time.monotonic() < deadline, "the finished job's RayCluster was not deleted"
+        time.sleep(2)
+    assert _get(cl, "job", "pi") is not None
+
+    failed = _wait(cl, "fails", _deployment("Failed"), "Failed")["status"]
+    assert failed["jobStatus"] == "FAILED" and failed["reason"] == "AppFailed", failed
+    assert "no input rows" in failed["message"] or "exit code 1" in failed["message"], failed
+    assert failed["failed"] == 1
+    assert _get(cl, "job", "fails") is None  # HTTPMode: no submitter
+
+
+def test_suspend_holds_a_job_and_deleting_a_running_job_stops_it(local_cluster, example):
+    cl = local_cluster
+    held = _variant(example, "held", suspend=True)
+    long = _variant(example, "long", entrypoint="python -c 'import time; time.sleep(600)'")
+    _apply(cl, held, long)
+    _wait(cl, "held", _deployment("Suspended"), "Suspended", timeout=60)
+    running = _wait(cl, "long", lambda s: s.get("jobStatus") == "RUNNING", "RUNNING")["status"]
+    clusters = cl.kubectl("get", "rayclusters", "-n", NAMESPACE, "-o", "name").stdout.split()
+    assert not [c for c in clusters if "held-" in c], clusters
+
+    cl.kubectl("patch", "rayjob", "held", "-n", NAMESPACE, "--type=merge",
+               "-p", '{"spec":{"suspend":false}}')  # fmt: skip
+    cl.kubectl("delete", "rayjob", "long", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+    events = cl.kubectl(
+        "get", "events", "-n", NAMESPACE, "--field-selector",
+        "involvedObject.name=long,reason=StoppedRayJob", "-o", "json",
+    )  # fmt: skip
+    messages = [e["message"] for e in json.loads(events.stdout)["items"]]
+    assert messages == [f"Stopped Ray job {running['jobId']}"], messages
+
+    resumed = _wait(cl, "held", _deployment("Complete"), "Complete")["status"]
+    assert resumed["jobStatus"] == "SUCCEEDED", resumed

@@ -1,0 +1,219 @@
+"""RayJob: validation, the pure builders, and single steps of the status machine."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from arenastack_operator.rayjob import builders, model
+from arenastack_operator.rayjob import status as st
+from arenastack_operator.rayjob.model import InvalidSpec, Job
+
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+CLUSTER_SPEC: dict[str, Any] = {
+    "rayVersion": "2.46.0",
+    "headGroupSpec": {
+        "rayStartParams": {},
+        "template": {
+            "spec": {"containers": [{"name": "ray-head", "image": "rayproject/ray:2.46.0"}]}
+        },
+    },
+}
+
+
+def job(**spec: Any) -> Job:
+    body = {
+        "metadata": {"name": "pi", "namespace": "ns", "uid": "u-1", "generation": 2,
+                     "labels": {"team": "a"}},
+        "spec": {"entrypoint": "python pi.py", "rayClusterSpec": CLUSTER_SPEC, **spec},
+    }  # fmt: skip
+    return Job.from_body(body)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"suspend": True}, "spec.suspend: a RayJob with shutdownAfterJobFinishes set to false"),
+        ({"ttlSecondsAfterFinished": 10}, "spec.ttlSecondsAfterFinished is set but"),
+        ({"rayClusterSpec": None}, "one of rayClusterSpec or clusterSelector must be set"),
+        ({"clusterSelector": {"other": "x"}}, "must name the cluster under ray.io/cluster"),
+        ({"activeDeadlineSeconds": 0}, "spec.activeDeadlineSeconds must be a positive"),
+        ({"entrypoint": "  "}, "spec.entrypoint is required"),
+        ({"runtimeEnvYAML": "a: [1"}, "spec.runtimeEnvYAML is not valid YAML"),
+        ({"runtimeEnvYAML": "- a"}, "spec.runtimeEnvYAML must be a YAML mapping"),
+        ({"entrypointResources": '{"a": "x"}'}, "spec.entrypointResources"),
+        ({"submissionMode": "InteractiveMode"}, "InteractiveMode is not supported yet"),
+        ({"submissionMode": "SidecarMode"}, "SidecarMode is not supported yet"),
+        ({"backoffLimit": 2}, "spec.backoffLimit above 0"),
+        (
+            {
+                "deletionStrategy": {
+                    "deletionRules": [
+                        {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED"}}
+                    ]
+                }
+            },
+            "spec.deletionStrategy is not supported yet",
+        ),
+        (
+            {"rayClusterSpec": {**CLUSTER_SPEC, "tlsOptions": {"enabled": True}}},
+            "spec.rayClusterSpec.tlsOptions",
+        ),
+    ],
+)
+def test_invalid_specs_are_refused_naming_the_field(spec, message):
+    with pytest.raises(InvalidSpec, match=None) as caught:
+        model.validate(job(**spec))
+    assert message in str(caught.value)
+
+
+def test_valid_specs_pass():
+    model.validate(job())
+    model.validate(job(clusterSelector={"ray.io/cluster": "shared"}, rayClusterSpec=None))
+    model.validate(job(suspend=True, shutdownAfterJobFinishes=True, ttlSecondsAfterFinished=5))
+
+
+def test_the_cluster_carries_the_jobs_labels_and_owner_and_its_spec():
+    j = job(shutdownAfterJobFinishes=True)
+    cluster = builders.ray_cluster(j, "pi-abcde")
+    meta = cluster["metadata"]
+    assert meta["name"] == "pi-abcde" and meta["namespace"] == "ns"
+    assert meta["labels"] == {"team": "a", builders.LABEL_ORIGIN_NAME: "pi",
+                              builders.LABEL_ORIGIN_KIND: "RayJob"}  # fmt: skip
+    assert meta["ownerReferences"][0]["uid"] == "u-1"
+    assert meta["ownerReferences"][0]["kind"] == "RayJob"
+    assert cluster["spec"]["headGroupSpec"]["template"] == CLUSTER_SPEC["headGroupSpec"]["template"]
+
+
+def test_the_submitter_submits_once_then_follows_the_logs():
+    j = job(runtimeEnvYAML="env_vars:\n  A: 'x y'\n", metadata={"k": "v"}, entrypointNumCpus=0.5)
+    address = "pi-abcde-head-svc.ns.svc.cluster.local:8265"
+    submitter = builders.submitter_job(j, "rayproject/ray:2.46.0", address, "pi-id")
+    assert submitter["metadata"]["name"] == "pi"
+    assert submitter["spec"]["backoffLimit"] == model.DEFAULT_SUBMITTER_BACKOFF_LIMIT
+    pod = submitter["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    assert container["image"] == "rayproject/ray:2.46.0"
+    assert container["resources"] == builders.SUBMITTER_RESOURCES
+    assert container["command"] == ["/bin/bash", "-c", "--"]
+    script = container["args"][0]
+    check, submit, _, follow = script.split(" ; ")
+    assert check.startswith("if ! ray job status --address http://" + address + " pi-id")
+    assert submit.startswith("then ray job submit --address http://" + address + " --no-wait")
+    words = shlex.split(submit.split(" -- ")[0])
+    assert words[words.index("--runtime-env-json") + 1] == '{"env_vars": {"A": "x y"}}'
+    assert words[words.index("--metadata-json") + 1] == '{"k": "v"}'
+    assert words[words.index("--submission-id") + 1] == "pi-id"
+    assert words[words.index("--entrypoint-num-cpus") + 1] == "0.500000"
+    assert "-- python pi.py ; fi" in script
+    assert follow == f"ray job logs --address http://{address} --follow pi-id"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[builders.ENV_SUBMISSION_ID] == "pi-id"
+    assert env[builders.ENV_DASHBOARD_ADDRESS] == address
+
+
+def test_a_submitter_template_is_kept_and_its_command_wins():
+    template = {"spec": {"restartPolicy": "OnFailure", "containers": [
+        {"name": "mine", "image": "me:1", "command": ["my-submit"]}]}}  # fmt: skip
+    j = job(submitterPodTemplate=template, submitterConfig={"backoffLimit": 0})
+    submitter = builders.submitter_job(j, "rayproject/ray:2.46.0", "a:8265", "id")
+    pod = submitter["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["containers"][0]["command"] == ["my-submit"]
+    assert "args" not in pod["containers"][0]
+    assert submitter["spec"]["backoffLimit"] == 0
+
+
+def test_the_http_submission_body():
+    j = job(runtimeEnvYAML="pip: [numpy]", entrypointResources='{"custom": 1}')
+    assert builders.submission(j, "id") == {
+        "entrypoint": "python pi.py",
+        "submission_id": "id",
+        "runtime_env": {"pip": ["numpy"]},
+        "entrypoint_resources": {"custom": 1},
+    }
+
+
+def test_the_dashboard_url_uses_the_clusters_dashboard_endpoint():
+    assert builders.dashboard_url("c", "ns", {"endpoints": {"dashboard": "9000"}}) == (
+        "c-head-svc.ns.svc.cluster.local:9000"
+    )
+    assert builders.dashboard_url("c", "ns", {}).endswith(":8265")
+
+
+def test_initial_status_chooses_names_once():
+    first = st.initial(job(), {}, "abcde", NOW)
+    assert first["jobId"] == "pi-abcde" and first["rayClusterName"] == "pi-abcde"
+    assert first["jobDeploymentStatus"] == st.INITIALIZING
+    assert first["startTime"] == "2026-12-02T12:00:00Z"
+    again = st.initial(job(), first, "zzzzz", NOW)
+    assert again["jobId"] == "pi-abcde" and again["rayClusterName"] == "pi-abcde"
+    chosen = st.initial(
+        job(jobId="mine", clusterSelector={"ray.io/cluster": "shared"}), {}, "x", NOW
+    )
+    assert chosen["jobId"] == "mine" and chosen["rayClusterName"] == "shared"
+
+
+def test_the_deadline_fails_the_job_once_passed():
+    j = job(activeDeadlineSeconds=60)
+    status = st.initial(j, {}, "abcde", NOW)
+    assert not st.deadline_passed(j, status, NOW + timedelta(seconds=59))
+    assert st.deadline_passed(j, status, NOW + timedelta(seconds=60))
+    failed = st.deadline_failure(j, status, NOW + timedelta(seconds=60))
+    assert failed["jobDeploymentStatus"] == st.FAILED
+    assert failed["reason"] == st.REASON_DEADLINE_EXCEEDED
+    assert failed["failed"] == 1 and failed["succeeded"] == 0
+    assert not st.deadline_passed(job(), status, NOW + timedelta(days=1))
+
+
+def test_a_terminal_ray_job_ends_the_deployment_only_once_the_submitter_is_done():
+    status = st.initial(job(), {}, "abcde", NOW)
+    info = {"status": "SUCCEEDED", "message": "done", "start_time": 1764676800000,
+            "end_time": 1764676860000}  # fmt: skip
+    waiting = st.with_job_info(status, info, {"state": "ready"}, False, NOW)
+    assert waiting["jobStatus"] == "SUCCEEDED"
+    assert waiting["jobDeploymentStatus"] == st.INITIALIZING
+    done = st.with_job_info(status, info, {"state": "ready"}, True, NOW)
+    assert done["jobDeploymentStatus"] == st.COMPLETE and done["succeeded"] == 1
+    assert done["endTime"] == "2026-12-02T12:00:00Z"
+    assert done["rayJobInfo"] == {"startTime": "2025-12-02T12:00:00Z",
+                                  "endTime": "2025-12-02T12:01:00Z"}  # fmt: skip
+    failed = st.with_job_info(status, {**info, "status": "FAILED"}, {}, True, NOW)
+    assert failed["jobDeploymentStatus"] == st.FAILED
+    assert failed["reason"] == st.REASON_APP_FAILED and failed["failed"] == 1
+
+
+def test_the_submitter_outcome_reads_the_jobs_conditions():
+    assert st.submitter_outcome(None) == (False, None, None)
+    running = {"status": {"active": 1}}
+    assert st.submitter_outcome(running) == (False, None, None)
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True",
+              "reason": "BackoffLimitExceeded", "message": "too many",
+              "lastTransitionTime": "t"}]}}  # fmt: skip
+    finished, message, when = st.submitter_outcome(failed)
+    assert finished and when == "t"
+    assert message == "Job submission has failed. Reason: BackoffLimitExceeded. Message: too many"
+    complete = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert st.submitter_outcome(complete)[:2] == (True, None)
+
+
+def test_suspending_forgets_the_run_and_resuming_starts_afresh():
+    running = {**st.initial(job(), {}, "abcde", NOW), "jobStatus": "RUNNING",
+               "dashboardURL": "x:8265", "message": "m"}  # fmt: skip
+    suspended = st.suspended(running)
+    assert suspended["jobDeploymentStatus"] == st.SUSPENDED and suspended["jobStatus"] == ""
+    assert not {"jobId", "rayClusterName", "dashboardURL", "message"} & set(suspended)
+    assert st.restarted(suspended)["jobDeploymentStatus"] == st.NEW
+
+
+def test_the_cluster_of_a_finished_job_goes_after_the_ttl_only_when_asked():
+    ended = {"endTime": "2026-12-02T12:00:00Z"}
+    assert st.shutdown_at(job(), ended) is None
+    j = job(shutdownAfterJobFinishes=True, ttlSecondsAfterFinished=30)
+    assert st.shutdown_at(j, ended) == NOW + timedelta(seconds=30)
+    selector = job(shutdownAfterJobFinishes=True, clusterSelector={"ray.io/cluster": "c"})
+    assert st.shutdown_at(selector, ended) is None
