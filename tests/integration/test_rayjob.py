@@ -1,6 +1,7 @@
 """The RayJob reconciler against a real control plane with simulated (kwok) nodes: what it
-refuses and how it says so, the cluster it makes and the names it chooses, suspension, and a
-selected cluster that does not exist. (Runs of real Ray jobs: tests/e2e/test_rayjob_*.)"""
+refuses and how it says so, the cluster it makes and the names it chooses, suspension, a
+selected cluster that does not exist, and every RayJob sample of KubeRay's module. (Runs of
+real Ray jobs: tests/e2e/test_rayjob_on_local_node.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_data import KUBERAY_SAMPLES, kuberay_sample
 from kube_helpers import get, wait_for
 from operator_runner import OperatorProcess, OperatorRunner
 
@@ -128,3 +130,56 @@ def test_a_selected_cluster_that_does_not_exist_is_waited_for(cluster, namespace
     assert not get(cluster, "rayclusters", namespace)
     # Deleting it with no Ray job started releases the finalizer at once.
     cluster.kubectl("delete", "rayjob", "on-shared", "-n", namespace, "--timeout=30s")
+
+
+# Every RayJob sample in KubeRay's module at the pinned version, applied unchanged: those
+# refused name what is not supported yet; the others get their cluster (or the one selected).
+RAYJOB_SAMPLES = sorted(p.name for p in KUBERAY_SAMPLES.glob("ray-job.*.yaml"))
+REFUSED_SAMPLES = {
+    "ray-job.custom-head-svc.yaml": "headService.metadata.name",
+    "ray-job.deletion-rules.yaml": "spec.deletionStrategy is not supported yet",
+    "ray-job.interactive-mode.yaml": "submissionMode InteractiveMode is not supported yet",
+    "ray-job.sidecar-mode.yaml": "submissionMode SidecarMode is not supported yet",
+}
+APPLIED_KINDS = ("RayJob", "RayCluster", "ConfigMap")
+
+
+def test_kuberay_rayjob_samples_are_run_or_refused_by_name(cluster, namespace, rayjob_operator):
+    assert len(RAYJOB_SAMPLES) >= 17, f"KubeRay's samples are missing from {KUBERAY_SAMPLES}"
+    jobs: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for index, sample in enumerate(RAYJOB_SAMPLES):
+        ns = f"{namespace}-{index}"
+        cluster.kubectl("create", "namespace", ns)
+        docs = [d for d in yaml.safe_load_all(kuberay_sample(sample).read_text())
+                if d and d.get("kind") in APPLIED_KINDS]  # fmt: skip
+        for doc in docs:
+            verb = "create" if doc["metadata"].get("generateName") else "apply"
+            out = cluster.kubectl(verb, "-n", ns, "-f", "-", "-o", "json", input=json.dumps(doc))
+            if doc["kind"] == "RayJob":
+                jobs[sample] = (ns, json.loads(out.stdout)["metadata"]["name"], doc)
+    try:
+        for sample, (ns, name, doc) in jobs.items():
+            wanted = REFUSED_SAMPLES.get(sample)
+            if wanted is not None:
+                status = wait_for(f"{sample}: ValidationFailed", lambda ns=ns, name=name: (
+                    s := status_of(cluster, ns, name)).get("jobDeploymentStatus")
+                    == "ValidationFailed" and s)  # fmt: skip
+                assert wanted in status["message"], (sample, status)
+                continue
+            cluster_name = wait_for(f"{sample}: its cluster", lambda ns=ns, name=name: (
+                status_of(cluster, ns, name).get("rayClusterName")))  # fmt: skip
+            selected = (doc["spec"].get("clusterSelector") or {}).get("ray.io/cluster")
+            if selected:
+                assert cluster_name == selected, sample
+                continue
+            rc = wait_for(
+                f"{sample}: RayCluster {cluster_name}",
+                lambda ns=ns, c=cluster_name: get(cluster, "raycluster", ns, c),
+            )
+            assert rc["metadata"]["labels"][builders.LABEL_ORIGIN_NAME] == name, sample
+            want = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+            have = rc["spec"]["headGroupSpec"]["template"]["spec"]
+            assert have["containers"][0]["image"] == want["containers"][0]["image"], sample
+    finally:
+        for ns, _, _ in jobs.values():
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

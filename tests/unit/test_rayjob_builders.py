@@ -74,6 +74,11 @@ def test_valid_specs_pass():
     model.validate(job())
     model.validate(job(clusterSelector={"ray.io/cluster": "shared"}, rayClusterSpec=None))
     model.validate(job(suspend=True, shutdownAfterJobFinishes=True, ttlSecondsAfterFinished=5))
+    # A submitter of its own command needs no entrypoint (KubeRay's light-weight submitter).
+    own = {"spec": {"containers": [{"name": "s", "image": "i", "command": ["/submitter"]}]}}
+    model.validate(job(entrypoint=None, submitterPodTemplate=own))
+    with pytest.raises(InvalidSpec, match="spec.entrypoint is required in HTTPMode"):
+        model.validate(job(entrypoint=None, submitterPodTemplate=own, submissionMode="HTTPMode"))
 
 
 def test_the_cluster_carries_the_jobs_labels_and_owner_and_its_spec():
@@ -86,6 +91,24 @@ def test_the_cluster_carries_the_jobs_labels_and_owner_and_its_spec():
     assert meta["ownerReferences"][0]["uid"] == "u-1"
     assert meta["ownerReferences"][0]["kind"] == "RayJob"
     assert cluster["spec"]["headGroupSpec"]["template"] == CLUSTER_SPEC["headGroupSpec"]["template"]
+
+
+def test_the_jobs_head_service_selects_its_clusters_head_under_the_jobs_name():
+    j = job(shutdownAfterJobFinishes=True)
+    cluster = {**builders.ray_cluster(j, "pi-abcde"), "metadata": {
+        **builders.ray_cluster(j, "pi-abcde")["metadata"], "uid": "c-1"}}  # fmt: skip
+    svc = builders.head_service(j, cluster)
+    meta = svc["metadata"]
+    assert meta["name"] == "pi-head-svc" and meta["namespace"] == "ns"
+    assert [(o["kind"], o["uid"]) for o in meta["ownerReferences"]] == [("RayJob", "u-1")]
+    assert meta["labels"] == {
+        builders.LABEL_ORIGIN_NAME: "pi",
+        builders.LABEL_ORIGIN_KIND: "RayJob",
+        "ray.io/node-type": "head",
+        "ray.io/identifier": "pi-head",
+    }
+    assert svc["spec"]["selector"] == {"ray.io/cluster": "pi-abcde", "ray.io/node-type": "head"}
+    assert {p["name"] for p in svc["spec"]["ports"]} >= {"dashboard", "gcs-server", "client"}
 
 
 def test_the_submitter_submits_once_then_follows_the_logs():

@@ -1,5 +1,6 @@
-"""Pure builders of a RayJob's children and requests: its RayCluster, the submitter Job
-(K8sJobMode), the body of a Jobs API submission (HTTPMode). No I/O.
+"""Pure builders of a RayJob's children and requests: its RayCluster and the head Service
+under the job's name, the submitter Job (K8sJobMode), the body of a Jobs API submission
+(HTTPMode). No I/O.
 
 Names, labels and the submit command follow KubeRay's (common/job.go, rayjob_controller.go),
 so tools that look for a RayJob's cluster or submitter find them the same way.
@@ -13,6 +14,8 @@ from typing import Any, Final
 
 from arenastack_operator import constants
 from arenastack_operator.raycluster import names as cluster_names
+from arenastack_operator.raycluster.model import Cluster
+from arenastack_operator.raycluster.service import build_head_service
 from arenastack_operator.rayjob.model import Job
 
 LABEL_ORIGIN_NAME: Final = "ray.io/originated-from-cr-name"
@@ -54,6 +57,26 @@ def ray_cluster(job: Job, name: str) -> dict[str, Any]:
         },
         "spec": job.spec.ray_cluster_spec.to_json(),
     }
+
+
+def head_service(job: Job, cluster: dict[str, Any]) -> dict[str, Any]:
+    """`<job>-head-svc`: the cluster's head Service under the job's name, owned by the job,
+    so that clients of the job reach its head by a name that survives the cluster (as
+    KubeRay's BuildHeadServiceForRayJob)."""
+    service = build_head_service(Cluster.from_body(cluster))
+    service["metadata"] = {
+        **service["metadata"],
+        "name": cluster_names.head_service_name(job.name),
+        "labels": {
+            **origin_labels(job),
+            cluster_names.LABEL_NODE_TYPE: cluster_names.NODE_HEAD,
+            cluster_names.LABEL_IDENTIFIER: cluster_names.identifier(
+                job.name, cluster_names.NODE_HEAD
+            ),
+        },
+        "ownerReferences": [job.owner_reference],
+    }
+    return service
 
 
 def dashboard_url(cluster: str, namespace: str, cluster_status: dict[str, Any]) -> str:

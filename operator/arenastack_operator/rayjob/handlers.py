@@ -27,7 +27,7 @@ from kubernetes.client import Configuration
 
 from arenastack_operator import constants, controller, reconcile
 from arenastack_operator.controller import TRANSIENT, describe_invalid, key_of, replace_patch
-from arenastack_operator.kubeclient import KubeClient, group_path
+from arenastack_operator.kubeclient import KubeClient, group_path, object_path
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
 from arenastack_operator.rayjob import builders, model
@@ -148,7 +148,23 @@ class Controller(controller.Controller):
                            "not found; it must be created first")  # fmt: skip
                 await self.event(body, "Warning", "RayClusterNotFound", message)
             return existing
-        return await self.ensure_created(body, builders.ray_cluster(job, name))
+        cluster = await self.ensure_created(body, builders.ray_cluster(job, name))
+        await self._head_service(body, job, cluster)
+        return cluster
+
+    async def _head_service(
+        self, body: Mapping[str, Any], job: Job, cluster: dict[str, Any]
+    ) -> None:
+        """`<job>-head-svc`, pointed at the job's current cluster (a resumed job gets a new
+        one)."""
+        desired = builders.head_service(job, cluster)
+        current = await self.ensure_created(body, desired)
+        selector = desired["spec"]["selector"]
+        if (current.get("spec") or {}).get("selector") != selector:
+            await self.api.merge_patch(
+                object_path(desired, desired["metadata"]["name"]),
+                {"spec": {"selector": selector}},
+            )
 
     async def _submit(
         self, body: Mapping[str, Any], job: Job, status: dict[str, Any], cluster: dict[str, Any]

@@ -96,6 +96,17 @@ class Job:
         return value if isinstance(value, dict) else None
 
     @property
+    def submitter_has_command(self) -> bool:
+        """K8sJobMode with a submitter template whose container runs its own command (which
+        then submits the job itself, as KubeRay's light-weight submitter sample does)."""
+        if self.mode != s.MODE_K8S_JOB:
+            return False
+        containers = ((self.spec.submitter_pod_template or {}).get("spec") or {}).get(
+            "containers"
+        ) or [{}]
+        return bool(containers[0].get("command"))
+
+    @property
     def submitter_backoff_limit(self) -> int:
         config = self.spec.submitter_config
         if config is not None and config.backoff_limit is not None:
@@ -119,7 +130,8 @@ def refuse_unsupported(job: Job) -> None:
 
 def validate(job: Job) -> None:
     """Raise InvalidSpec for what KubeRay refuses at reconcile time (its ValidateRayJobSpec,
-    with its wording where it has one), then for what is not supported yet."""
+    with its wording where it has one), after what is not supported yet."""
+    refuse_unsupported(job)
     spec = job.spec
     if job.suspend and not spec.shutdown_after_job_finishes:
         raise InvalidSpec("spec.suspend: a RayJob with shutdownAfterJobFinishes set to false is "
@@ -141,8 +153,10 @@ def validate(job: Job) -> None:
         raise InvalidSpec("spec.activeDeadlineSeconds must be a positive integer")
     if (spec.backoff_limit or 0) < 0:
         raise InvalidSpec("spec.backoffLimit must not be negative")
-    if not (spec.entrypoint or "").strip():
-        raise InvalidSpec(f"spec.entrypoint is required in {job.mode}")
+    if not (spec.entrypoint or "").strip() and not job.submitter_has_command:
+        raise InvalidSpec(f"spec.entrypoint is required in {job.mode}"
+                          + (" (or a submitterPodTemplate container with its own command)"
+                             if job.mode == s.MODE_K8S_JOB else ""))  # fmt: skip
     try:
         env = yaml.safe_load(spec.runtime_env_yaml or "")
     except yaml.YAMLError as e:
@@ -161,7 +175,6 @@ def validate(job: Job) -> None:
         except cluster_model.InvalidSpec as e:
             message = str(e)
             raise InvalidSpec(message.replace("spec.", "spec.rayClusterSpec.", 1)) from None
-    refuse_unsupported(job)
 
 
 def _check_resources(text: str) -> None:
