@@ -21,7 +21,7 @@ venv: ## create or sync the project virtual environment (.venv)
 lock: ## recompile requirements/lock.txt from requirements/*.in
 	@hack/venv.sh --lock
 
-toolchain: ## build the pinned control plane, kwok, helm, prometheus (cached)
+toolchain: ## build the pinned control plane, kwok, helm, prometheus, KubeRay (cached)
 	@hack/toolchain.sh >/dev/null
 
 images: ## build the project's images with buildah (cached; the local node runs them)

@@ -6,8 +6,9 @@
 #                                PART: controlplane (etcd, Kubernetes with the kubelet, kwok, helm),
 #                                monitoring (prometheus, promtool) or samples
 #                                (KubeRay's sample manifests, the tests' compat
-#                                corpus, in <bin>/../kuberay-samples); default all three;
-#                                anchors (KubeRay's operator and its CRDs, benchmarks only)
+#                                corpus, in <bin>/../kuberay-samples) or anchors (KubeRay's
+#                                operator and its CRDs: the differential tier and the
+#                                benchmarks); default all four
 #   hack/toolchain.sh --path     print the bin folder only (no build)
 #
 # Each tool gets its own wrapper module so that one tool's dependency versions
@@ -21,7 +22,7 @@ ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.19.5
 PROMETHEUS_VERSION=v0.313.5 # Prometheus 3.13.x as a Go module
-KUBERAY_VERSION=v1.5.0      # the RayCluster benchmark's anchor and the tests' samples
+KUBERAY_VERSION=v1.5.0      # the differential tier's and benchmarks' anchor, the tests' samples
 
 # Bump RECIPE when the way binaries are built changes, so caches are redone.
 RECIPE=3
@@ -164,7 +165,7 @@ kuberay_samples() {
 }
 
 parts=("$@")
-((${#parts[@]})) || parts=(controlplane monitoring samples)
+((${#parts[@]})) || parts=(controlplane monitoring samples anchors)
 for part in "${parts[@]}"; do
   case "$part" in
     controlplane)

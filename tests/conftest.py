@@ -135,4 +135,7 @@ def local_cluster() -> Iterator[LocalCluster]:
     yield cl
     if os.environ.get("ARENASTACK_KEEP_CLUSTER") != "1":
         cl.down(quiet=True)
+        # The node's image store holds every image unpacked (about 7 GB): a run must
+        # not leave that behind in each clone it ran in.
+        shutil.rmtree(cl.state, ignore_errors=True)
     os.close(lock)

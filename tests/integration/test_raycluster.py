@@ -189,7 +189,8 @@ def _assert_objects(cluster, ns: str, name: str, body, expected: list[dict[str, 
     assert st["head"]["serviceName"] == names.head_service_name(name)
     assert st["desiredWorkerReplicas"] == sum(v for k, v in want.items() if k != "headgroup")
     assert {c["type"]: c["status"] for c in st["conditions"]} == {
-        "HeadPodReady": "True", "RayClusterProvisioned": "True"}  # fmt: skip
+        "HeadPodReady": "True", "RayClusterProvisioned": "True",
+        "RayClusterSuspending": "False", "RayClusterSuspended": "False"}  # fmt: skip
 
 
 def test_scale_up_down_quiet_at_rest(cluster, ray_operator, namespace) -> None:

@@ -328,6 +328,9 @@ def test_what_asks_for_nothing_more_is_not_refused() -> None:
     older["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true"}
     with pytest.raises(InvalidSpec, match="ray.io/ft-enabled .* use spec.gcsFaultToleranceOptions"):
         validate(Cluster.from_body(older))
+    older["metadata"]["annotations"] = {names.ANNOTATION_OVERWRITE_CMD: "True"}
+    with pytest.raises(InvalidSpec, match="overwrite-container-cmd .* not supported yet"):
+        validate(Cluster.from_body(older))
 
 
 def test_service_headless_by_default_and_typed_when_asked() -> None:
@@ -450,7 +453,8 @@ def test_status_ready_with_kuberay_fields_and_quiet_when_unchanged() -> None:
                               "serviceName": "rc-head-svc", "serviceIP": "10.0.0.1"}  # fmt: skip
     assert status["endpoints"]["dashboard"] == "8265"
     types = {c["type"]: c["status"] for c in status["conditions"]}
-    assert types == {"HeadPodReady": "True", "RayClusterProvisioned": "True"}
+    assert types == {"HeadPodReady": "True", "RayClusterProvisioned": "True",
+                     "RayClusterSuspending": "False", "RayClusterSuspended": "False"}  # fmt: skip
     assert status["head"]["podIP"] == "10.0.0.1"  # KubeRay's spelling, kept by the schema
     again = build_status(cluster, 3, pods, service, status, failure=None, now=LATER)
     assert not changed(status, again) and again["lastUpdateTime"] == NOW

@@ -107,7 +107,9 @@ def test_the_jobs_head_service_selects_its_clusters_head_under_the_jobs_name():
         "ray.io/node-type": "head",
         "ray.io/identifier": "pi-head",
     }
-    assert svc["spec"]["selector"] == {"ray.io/cluster": "pi-abcde", "ray.io/node-type": "head"}
+    selector = svc["spec"]["selector"]
+    assert selector["ray.io/cluster"] == "pi-abcde" and selector["ray.io/node-type"] == "head"
+    assert selector["ray.io/identifier"] == "pi-abcde-head"
     assert {p["name"] for p in svc["spec"]["ports"]} >= {"dashboard", "gcs-server", "client"}
 
 
@@ -122,7 +124,7 @@ def test_the_submitter_submits_once_then_follows_the_logs():
     container = pod["containers"][0]
     assert container["image"] == "rayproject/ray:2.46.0"
     assert container["resources"] == builders.SUBMITTER_RESOURCES
-    assert container["command"] == ["/bin/bash", "-c", "--"]
+    assert container["command"] == ["/bin/bash", "-ce", "--"]
     script = container["args"][0]
     check, submit, _, follow = script.split(" ; ")
     assert check.startswith("if ! ray job status --address http://" + address + " pi-id")

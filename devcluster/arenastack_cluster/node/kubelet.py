@@ -151,14 +151,72 @@ def import_images(paths: Paths, log: Callable[[str], None]) -> None:
     if not any(ref == settings.PAUSE_IMAGE for ref, _ in archives):
         raise ClusterError("the pause image is missing: run `make images` first")
     present = set(ctr(paths, "images", "ls", "-q").stdout.split())
+    missing = [a for ref, a in archives if not (done.get(ref) == a.name and ref in present)]
+    _check_room(paths, missing)
     for ref, archive in archives:
         if done.get(ref) == archive.name and ref in present:
             continue
         t0 = time.monotonic()
         ctr(paths, "images", "import", "--no-unpack=false", str(archive))
+        freed = discard_unpacked_layers(paths, ref)
         done[ref] = archive.name
         record.write_text(json.dumps(done, indent=2))
-        log(f"cluster: imported {ref} in {time.monotonic() - t0:.1f} s")
+        log(
+            f"cluster: imported {ref} in {time.monotonic() - t0:.1f} s"
+            f" ({freed / 2**20:.0f} MiB of unpacked layers dropped)"
+        )
+
+
+# Room kept free besides the images: the pods' logs, writable layers and the control plane.
+SPARE_BYTES = 2 * 2**30
+
+
+def _check_room(paths: Paths, archives: list[Path]) -> None:
+    """Refuse to start an import the disk cannot hold, with the figures, rather than
+    fail half-way with every later write on the machine (etcd's among them) failing."""
+    if not archives:
+        return
+    sizes = [a.stat().st_size for a in archives]
+    # Each image ends up unpacked (about its archive's size); the one being imported
+    # also has its blobs in the store until they are dropped.
+    need = sum(sizes) + max(sizes) + SPARE_BYTES
+    free = shutil.disk_usage(paths.containerd_root).free
+    if free < need:
+        raise ClusterError(
+            f"the local node needs {need / 2**30:.1f} GiB free under {paths.containerd_root}"
+            f" to import {len(archives)} images; {free / 2**30:.1f} GiB are free"
+        )
+
+
+MANIFEST_LISTS = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def _layer_digests(paths: Paths, digest: str) -> list[tuple[str, int]]:
+    """(digest, size) of the layers under a manifest or manifest list in the store."""
+    doc = json.loads(ctr(paths, "content", "get", digest).stdout)
+    if doc.get("mediaType") in MANIFEST_LISTS or "manifests" in doc:
+        return [d for m in doc.get("manifests", []) for d in _layer_digests(paths, m["digest"])]
+    return [(layer["digest"], int(layer.get("size", 0))) for layer in doc.get("layers", [])]
+
+
+def discard_unpacked_layers(paths: Paths, ref: str) -> int:
+    """Delete the layer blobs of an unpacked image from the content store; returns the
+    bytes freed. Once unpacked, pods run from the snapshots: the blobs would only double
+    the image's size on disk (the vLLM image alone is about 6 GB), which is what
+    containerd's own `discard_unpacked_layers` does for pulled images. An image that
+    shares a layer with a later one gets it back from that one's archive."""
+    listing = ctr(paths, "images", "ls").stdout.splitlines()
+    target = next((line.split()[2] for line in listing[1:] if line.split()[:1] == [ref]), None)
+    if target is None:
+        raise ClusterError(f"{ref} is not in the node's image store after its import")
+    freed = 0
+    for digest, size in _layer_digests(paths, target):
+        if ctr(paths, "content", "rm", digest, check=False).returncode == 0:
+            freed += size
+    return freed
 
 
 # -- host state the kubelet touches ------------------------------------------------

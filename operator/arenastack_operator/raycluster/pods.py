@@ -27,18 +27,20 @@ RESTART_NEVER: Final = "Never"
 ENV_STORAGE_NAMESPACE: Final = "RAY_external_storage_namespace"
 # Ray's logical resources that have their own `ray start` flag; the rest go to --resources.
 _LOGICAL_FLAGS: Final = {"CPU": "num-cpus", "GPU": "num-gpus", "memory": "memory"}
-# KubeRay's probe timings.
+# KubeRay's probe timings; the head's checks wait longer (its GCS check has 10 s).
 READINESS: Final = {"initialDelaySeconds": 10, "periodSeconds": 5, "timeoutSeconds": 2,
                     "successThreshold": 1, "failureThreshold": 10}  # fmt: skip
 LIVENESS: Final = {"initialDelaySeconds": 30, "periodSeconds": 5, "timeoutSeconds": 2,
                    "successThreshold": 1, "failureThreshold": 120}  # fmt: skip
+HEAD_PROBE_TIMEOUT_S: Final = 5
 HEALTHZ_PATH: Final = "/api/healthz"
 _RAYLET_CHECK: Final = (
-    f"wget -T 2 -q -O- http://localhost:{names.DASHBOARD_AGENT_PORT}/api/local_raylet_healthz"
-    " | grep success"
+    f"wget --tries 1 -T 2 -q -O- http://localhost:{names.DASHBOARD_AGENT_PORT}"
+    "/api/local_raylet_healthz | grep success"
 )
 _GCS_CHECK: Final = (
-    f"wget -T 2 -q -O- http://localhost:{names.DASHBOARD_PORT}/api/gcs_healthz | grep success"
+    f"wget --tries 1 -T 10 -q -O- http://localhost:{names.DASHBOARD_PORT}/api/gcs_healthz"
+    " | grep success"
 )
 WAIT_GCS_INTERVAL_S: Final = 5
 
@@ -68,10 +70,11 @@ def build_worker_pod(cluster: Cluster, group: WorkerGroupSpec) -> dict[str, Any]
     params = ray_start_params(
         cluster, names.NODE_WORKER, group.ray_start_params, group.resources, group.labels, ray
     )
+    user_env = copy.deepcopy(ray.get("env") or [])
     _prepare_ray_container(cluster, ray, names.NODE_WORKER, params)
     _add_env(ray, _worker_env(cluster))
     pod_spec["initContainers"] = [
-        _wait_gcs_container(cluster, ray, user_mounts),
+        _wait_gcs_container(cluster, ray, user_env, user_mounts),
         *(pod_spec.get("initContainers") or []),
     ]
     return _finish(cluster, template, names.NODE_WORKER, group.group_name, group.labels)
@@ -210,9 +213,11 @@ def _finish(
     meta = template.get("metadata") or {}
     labels = {**(meta.get("labels") or {}), **(node_labels or {})}
     labels.update(pod_labels(cluster, node_type, group))
+    for init in pod_spec.get("initContainers") or []:
+        _add_env(init, _head_address_env(cluster))
     annotations = dict(meta.get("annotations") or {})
-    if cluster.ft_enabled:
-        annotations[names.ANNOTATION_FT_ENABLED] = "true"
+    if node_type == names.NODE_HEAD:
+        annotations[names.ANNOTATION_FT_ENABLED] = str(cluster.ft_enabled).lower()
     if cluster.redis_ft and node_type == names.NODE_HEAD:
         annotations[names.ANNOTATION_STORAGE_NAMESPACE] = cluster.storage_namespace
     pod: dict[str, Any] = {
@@ -251,7 +256,6 @@ def _common_env(cluster: Cluster, node_type: str, start: str) -> list[dict[str, 
     )
     return [
         _field_env("RAY_CLUSTER_NAME", f"metadata.labels['{names.LABEL_CLUSTER}']"),
-        _field_env("RAY_CLUSTER_NAMESPACE", "metadata.namespace"),
         # Autoscaler v2 checks that this equals the pod name.
         _field_env("RAY_CLOUD_INSTANCE_ID", "metadata.name"),
         _field_env("RAY_NODE_TYPE_NAME", f"metadata.labels['{names.LABEL_GROUP}']"),
@@ -259,6 +263,8 @@ def _common_env(cluster: Cluster, node_type: str, start: str) -> list[dict[str, 
         {"name": "RAY_PORT", "value": str(cluster.gcs_port)},
         {"name": "RAY_ADDRESS", "value": address},
         {"name": "RAY_USAGE_STATS_KUBERAY_IN_USE", "value": "1"},
+        # The dashboard shows disk usage only with this.
+        {"name": "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE", "value": "1"},
     ]
 
 
@@ -282,8 +288,17 @@ def _head_env(cluster: Cluster) -> list[dict[str, Any]]:
     return env
 
 
+def _head_address_env(cluster: Cluster) -> list[dict[str, Any]]:
+    """The head's name, fully qualified and short (RAY_IP: KubeRay keeps it for older
+    images), for workers and for every init container (a TLS certificate needs it)."""
+    return [
+        {"name": "FQ_RAY_IP", "value": names.head_fqdn(cluster.name, cluster.namespace)},
+        {"name": "RAY_IP", "value": names.head_service_name(cluster.name)},
+    ]
+
+
 def _worker_env(cluster: Cluster) -> list[dict[str, Any]]:
-    env = [{"name": "FQ_RAY_IP", "value": names.head_fqdn(cluster.name, cluster.namespace)}]
+    env = _head_address_env(cluster)
     if cluster.ft_enabled:
         # Workers outlive a head restart only if they wait for the new GCS long enough.
         env.append({"name": "RAY_gcs_rpc_server_reconnect_timeout_s", "value": "600"})
@@ -297,6 +312,8 @@ def _add_env(container: dict[str, Any], env: list[dict[str, Any]]) -> None:
 
 
 def _probe(cluster: Cluster, node_type: str, timing: Mapping[str, int]) -> dict[str, Any]:
+    if node_type == names.NODE_HEAD:
+        timing = {**timing, "timeoutSeconds": HEAD_PROBE_TIMEOUT_S}
     if cluster.http_probes:
         return {"httpGet": {"path": HEALTHZ_PATH, "port": names.DASHBOARD_AGENT_PORT}, **timing}
     check = _RAYLET_CHECK
@@ -310,9 +327,12 @@ def _add_shared_memory(pod_spec: dict[str, Any], ray: dict[str, Any]) -> None:
     if any(m.get("mountPath") == names.SHM_PATH for m in ray.get("volumeMounts") or []):
         return
     empty_dir: dict[str, Any] = {"medium": "Memory"}
-    memory = resources.effective(ray.get("resources"), resources.MEMORY, "ray container")
-    if memory is not None:
-        empty_dir["sizeLimit"] = resources.format_bytes(memory)
+    # The quantity as the user wrote it (its limit, else its request), as KubeRay copies it.
+    for kind in ("limits", "requests"):
+        memory = ((ray.get("resources") or {}).get(kind) or {}).get(resources.MEMORY)
+        if memory is not None:
+            empty_dir["sizeLimit"] = str(memory)
+            break
     _ensure_mount(pod_spec, ray, names.SHM_VOLUME, names.SHM_PATH, empty_dir)
 
 
@@ -337,9 +357,14 @@ def _ensure_mount(
 
 
 def _wait_gcs_container(
-    cluster: Cluster, ray: Mapping[str, Any], mounts: list[dict[str, Any]]
+    cluster: Cluster,
+    ray: Mapping[str, Any],
+    user_env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Hold the worker back until the head's GCS answers, so `ray start` does not give up."""
+    """Hold the worker back until the head's GCS answers, so `ray start` does not give up.
+    It has the Ray container's own env and mounts: `ray health-check` needs the same TLS
+    or token settings as `ray start` (KubeRay copies them too)."""
     address = f"{names.head_fqdn(cluster.name, cluster.namespace)}:{cluster.gcs_port}"
     script = (
         f"until ray health-check --address {address} > /dev/null 2>&1; do "
@@ -351,7 +376,7 @@ def _wait_gcs_container(
         "image": ray.get("image"),
         "command": list(SHELL),
         "args": [script],
-        "env": [{"name": "FQ_RAY_IP", "value": names.head_fqdn(cluster.name, cluster.namespace)}],
+        "env": user_env,
         # Small and fixed: the health check is one short Python process.
         "resources": {
             "limits": {"cpu": "200m", "memory": "256Mi"},

@@ -12,6 +12,8 @@ from arenastack_operator.raycluster.pods import ray_container_ports
 
 HEADLESS = "None"
 CLUSTER_IP = "ClusterIP"
+# KubeRay's appProtocol on the ports it adds.
+APP_PROTOCOL = "tcp"
 
 
 def service_ports(cluster: Cluster) -> list[dict[str, Any]]:
@@ -19,11 +21,16 @@ def service_ports(cluster: Cluster) -> list[dict[str, Any]]:
     named = [p for p in cluster.head_container.get("ports") or [] if p.get("name")]
     if not named:
         return [
-            {"name": name, "port": port, "protocol": "TCP"}
+            {"name": name, "port": port, "protocol": "TCP", "appProtocol": APP_PROTOCOL}
             for name, port in names.DEFAULT_SERVICE_PORTS
         ]
     return [
-        {"name": p["name"], "port": p["containerPort"], "protocol": p.get("protocol", "TCP")}
+        {
+            "name": p["name"],
+            "port": p["containerPort"],
+            "protocol": p.get("protocol", "TCP"),
+            "appProtocol": APP_PROTOCOL,
+        }
         for p in ray_container_ports(cluster.head_container)
         if p.get("name")
     ]
@@ -34,7 +41,6 @@ def build_head_service(cluster: Cluster) -> dict[str, Any]:
     user = copy.deepcopy(head.head_service or {})
     user_meta = user.get("metadata") or {}
     spec = user.get("spec") or {}
-    spec["selector"] = {names.LABEL_CLUSTER: cluster.name, names.LABEL_NODE_TYPE: names.NODE_HEAD}
     ports = spec.get("ports") or []
     taken = {p.get("name") for p in ports}
     spec["ports"] = ports + [p for p in service_ports(cluster) if p["name"] not in taken]
@@ -45,14 +51,16 @@ def build_head_service(cluster: Cluster) -> dict[str, Any]:
         # (the GCS must be reachable while the head's own readiness probe still fails).
         spec["clusterIP"] = HEADLESS
         spec["publishNotReadyAddresses"] = True
-    labels = {
-        **(user_meta.get("labels") or {}),
+    own = {
         names.LABEL_CLUSTER: cluster.name,
         names.LABEL_NODE_TYPE: names.NODE_HEAD,
         names.LABEL_IDENTIFIER: names.identifier(cluster.name, names.NODE_HEAD),
         constants.LABEL_NAME: names.APP_NAME,
         names.LABEL_CREATED_BY: constants.MANAGED_BY,
     }
+    # Every label the operator puts on the head pod, as KubeRay selects it.
+    spec["selector"] = dict(own)
+    labels = {**(user_meta.get("labels") or {}), **own}
     annotations = {
         **(user_meta.get("annotations") or {}),
         **(cluster.spec.head_service_annotations or {}),

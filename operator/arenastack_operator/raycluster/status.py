@@ -38,7 +38,6 @@ REASON_PROVISIONING: Final = "RayClusterPodsProvisioning"
 REASON_INVALID_SPEC: Final = "InvalidRayClusterSpec"
 REASON_SUSPENDING: Final = "RayClusterSuspending"
 REASON_SUSPENDED: Final = "RayClusterSuspended"
-REASON_RESUMED: Final = "RayClusterResumed"
 # Written whenever another field changes, never on its own (quiet at rest).
 VOLATILE: Final = ("lastUpdateTime",)
 
@@ -103,9 +102,10 @@ def build_status(
             condition(CONDITION_PROVISIONED, False, REASON_SUSPENDED, "spec.suspend is true")
             state = STATE_SUSPENDED if done else state
         else:
-            for type_ in (CONDITION_SUSPENDING, CONDITION_SUSPENDED):
-                if any(c.get("type") == type_ for c in conditions):
-                    condition(type_, False, REASON_RESUMED, "spec.suspend is false")
+            # Always present, False, with KubeRay's reasons, so that a watcher of either
+            # condition can tell "not suspended" from "not reported".
+            condition(CONDITION_SUSPENDING, False, REASON_SUSPENDING, "spec.suspend is false")
+            condition(CONDITION_SUSPENDED, False, REASON_SUSPENDED, "spec.suspend is false")
             provisioned = all_ready or _is_true(conditions, CONDITION_PROVISIONED)
             if provisioned:
                 condition(CONDITION_PROVISIONED, True, REASON_ALL_READY, "all pods ready")

@@ -130,7 +130,7 @@ def submitter_job(job: Job, head_image: str, address: str, job_id: str) -> dict[
         pod_spec.setdefault("restartPolicy", "Never")
     container = containers[0]
     if not container.get("command"):
-        container["command"] = ["/bin/bash", "-c", "--"]
+        container["command"] = ["/bin/bash", "-ce", "--"]  # stop at the first failure, as KubeRay
         container["args"] = [submit_command(job, address, job_id)]
     container["env"] = [
         *(container.get("env") or []),
