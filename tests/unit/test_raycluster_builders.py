@@ -328,9 +328,6 @@ def test_what_asks_for_nothing_more_is_not_refused() -> None:
     older["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true"}
     with pytest.raises(InvalidSpec, match="ray.io/ft-enabled .* use spec.gcsFaultToleranceOptions"):
         validate(Cluster.from_body(older))
-    older["metadata"]["annotations"] = {names.ANNOTATION_OVERWRITE_CMD: "True"}
-    with pytest.raises(InvalidSpec, match="overwrite-container-cmd .* not supported yet"):
-        validate(Cluster.from_body(older))
 
 
 def test_service_headless_by_default_and_typed_when_asked() -> None:

@@ -13,7 +13,6 @@ from typing import Any, Final
 from arenastack_operator import constants
 from arenastack_operator.raycluster.names import (
     ANNOTATION_FT_ENABLED,
-    ANNOTATION_OVERWRITE_CMD,
     ANNOTATION_STORAGE_NAMESPACE,
     head_service_name,
 )
@@ -191,9 +190,6 @@ def refuse_unsupported(cluster: Cluster) -> None:
             f"the annotation {ANNOTATION_FT_ENABLED} (the older way to turn on GCS fault tolerance)"
         )
         raise InvalidSpec(f"{older} {not_yet}; use spec.gcsFaultToleranceOptions")
-    if cluster.annotations.get(ANNOTATION_OVERWRITE_CMD, "").lower() == "true":
-        raise InvalidSpec(f"the annotation {ANNOTATION_OVERWRITE_CMD} (the container's own "
-                          f"command in place of `ray start`) {not_yet}; remove it")  # fmt: skip
 
 
 def validate(cluster: Cluster) -> None:

@@ -26,7 +26,6 @@ HEAD_GROUP: Final = HEAD_GROUP_NAME
 
 # Set on pods of a cluster with GCS fault tolerance (KubeRay's key).
 ANNOTATION_FT_ENABLED: Final = "ray.io/ft-enabled"
-ANNOTATION_OVERWRITE_CMD: Final = "ray.io/overwrite-container-cmd"
 # Where a cluster with GCS fault tolerance keeps its keys in Redis: set by a user on the
 # RayCluster (overridden by gcsFaultToleranceOptions.externalStorageNamespace), and by the
 # operator on the head pod and the Redis cleanup Job (KubeRay's key).
