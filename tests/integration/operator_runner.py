@@ -22,7 +22,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,17 @@ class OperatorRunner:
                     process.terminate(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+@contextmanager
+def fresh_operator(cluster: Any, kubeconfig: Path, folder: Path) -> Iterator[OperatorProcess]:
+    """One operator for a test module: any Lease an earlier module's operator left is
+    deleted first, so this one leads at once; stopped at the end."""
+    runner = OperatorRunner(kubeconfig, folder)
+    cluster.kubectl(
+        "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
+    )
+    try:
+        yield runner.start()
+    finally:
+        runner.stop_all()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from kube_helpers import get, wait_for
-from operator_runner import OperatorProcess, OperatorRunner
+from operator_runner import OperatorProcess, fresh_operator
 
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
@@ -29,13 +29,10 @@ pytestmark = pytest.mark.integration
 def operator(
     cluster, crds, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    runner = OperatorRunner(operator_kubeconfig, tmp_path_factory.mktemp("infdep-operator"))
-    cluster.kubectl(
-        "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
-    )
-    process = runner.start()
-    yield process
-    runner.stop_all()
+    with fresh_operator(
+        cluster, operator_kubeconfig, tmp_path_factory.mktemp("infdep-operator")
+    ) as op:
+        yield op
 
 
 def manifest(name: str, **spec: Any) -> str:

@@ -22,7 +22,7 @@ import parity
 import pytest
 import yaml
 from compat_data import KUBERAY_SAMPLES
-from operator_runner import OperatorProcess, OperatorRunner
+from operator_runner import OperatorProcess, fresh_operator
 
 from arenastack_cluster.cluster import REPO_ROOT, LocalCluster, toolchain_bin
 from arenastack_cluster.processes import Process, free_port
@@ -78,13 +78,10 @@ def kuberay_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalC
 def ours(
     cluster, crds, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    runner = OperatorRunner(operator_kubeconfig, tmp_path_factory.mktemp("parity-operator"))
-    cluster.kubectl(
-        "delete", "lease", runner.lease_name, "-n", runner.lease_namespace, "--ignore-not-found"
-    )
-    process = runner.start()
-    yield process
-    runner.stop_all()
+    with fresh_operator(
+        cluster, operator_kubeconfig, tmp_path_factory.mktemp("parity-operator")
+    ) as op:
+        yield op
 
 
 def _apply(cl: LocalCluster, namespace: str, sample: Path) -> None:
