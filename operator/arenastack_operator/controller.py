@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Final
 import aiohttp
 import kopf
 import pydantic
+from kubernetes.client import Configuration
 
 from arenastack_operator import constants, events, reconcile
 from arenastack_operator.constants import KindRef
@@ -78,7 +79,9 @@ class Controller(ABC):
     def __init__(self, api: KubeClient, metrics: OperatorMetrics, identity: str) -> None:
         self.api = api
         self.identity = identity
+        self.metrics = metrics
         self.queue: WorkQueue[Key] = WorkQueue(delay_s=self.coalesce_s)
+        metrics.queue_depth.labels(self.kind.kind).set_function(self.queue.__len__)
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile = reconcile.instrumented(self.kind.kind, metrics)(self.reconcile)
 
@@ -104,6 +107,7 @@ class Controller(ABC):
     def forget(self, key: Key, uid: str | None) -> None:
         """The object is gone: drop its pending retries and what was remembered about it."""
         self.queue.discard(key)
+        self.metrics.objects.forget(self.kind.kind, *key)
         self.forget_object(key, uid)
 
     def forget_object(self, key: Key, uid: str | None) -> None:
@@ -212,6 +216,13 @@ class Controller(ABC):
         await events.record(
             self.api, self.kind, body["metadata"], type_, reason, message, self.identity
         )
+
+
+def kube_client(
+    configuration: Configuration, metrics: OperatorMetrics, kind: KindRef
+) -> KubeClient:
+    """The apiserver client of one kind's controller, its requests counted under the kind."""
+    return KubeClient(configuration, count=metrics.api_requests_of(kind.kind))
 
 
 def replace_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 from kubernetes import client
-from prometheus_client import Counter
 
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON: Final = "application/json"
@@ -51,16 +50,16 @@ class KubeClient:
         *,
         connections: int = DEFAULT_CONNECTIONS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        requests: Counter | None = None,
+        count: Callable[[str, str, int], None] | None = None,
     ) -> None:
-        """`requests`, if given, counts calls by method, resource and status code."""
+        """`count(method, resource, status)`, if given, is told of every response."""
         self._configuration = configuration
         self._host = configuration.host.rstrip("/")
         self._ssl = _ssl_context(configuration) if self._host.startswith("https") else None
         self._connections = connections
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
-        self._requests = requests
+        self._count = count
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": JSON}
@@ -95,8 +94,8 @@ class KubeClient:
             headers=self._headers(content_type if data is not None else None),
         ) as response:
             text = await response.text()
-            if self._requests is not None:
-                self._requests.labels(method, _resource(path), str(response.status)).inc()
+            if self._count is not None:
+                self._count(method, _resource(path), response.status)
             if response.status >= 400:
                 raise _api_error(response.status, text)
             return json.loads(text) if text else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -16,6 +18,8 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 NAMESPACE = "arenastack_operator"
 
@@ -65,6 +69,29 @@ class OperatorMetrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.api_requests = Counter(
+            "api_requests",
+            "Requests of the reconcilers to the apiserver, by kind, method, resource and code.",
+            ["kind", "method", "resource", "code"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "workqueue_depth",
+            "Objects waiting in a kind's work queue (not counting those being reconciled).",
+            ["kind"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.scaling_decisions = Counter(
+            "inferencedeployment_scaling_decisions",
+            "Replica changes the autoscaler made, by InferenceDeployment and direction.",
+            ["namespace", "inferencedeployment", "direction"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.objects = ObjectSeries()
+        self.registry.register(self.objects)
         self.info = Info(
             "build",
             "Identity of this operator replica.",
@@ -85,6 +112,14 @@ class OperatorMetrics:
             if kind not in self._phases:
                 self._phases[kind] = PhaseTracker(self.managed_objects, kind)
             return self._phases[kind]
+
+    def api_requests_of(self, kind: str) -> Callable[[str, str, int], None]:
+        """What a kind's KubeClient calls with each response (KubeClient's `count`)."""
+
+        def count(method: str, resource: str, status: int) -> None:
+            self.api_requests.labels(kind, method, resource, str(status)).inc()
+
+        return count
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
@@ -130,3 +165,79 @@ class PhaseTracker:
         tally = Tally(self._by_object.values())
         for phase in phases:
             self._gauge.labels(kind=self._kind, phase=phase).set(tally.get(phase, 0))
+
+
+# -- per-object series --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """One per-object gauge: its name after the namespace prefix, help, and the labels it has
+    beside `namespace` and the object's name (labelled with the kind in lower case)."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sample:
+    family: Family
+    value: float
+    labels: tuple[str, ...] = ()  # values of family.labels, in order
+
+
+class ObjectSeries(Collector):
+    """Gauges about each managed object (replicas desired and ready, the autoscaler's reading,
+    an evaluation's progress), exported as last reported and dropped with the object.
+
+    Each object may have several sources (its status as watched, its pods as the reconciler
+    counted them), so one source's update never erases another's samples.
+    """
+
+    def __init__(self) -> None:
+        self._by_object: dict[tuple[str, str, str], dict[str, tuple[Sample, ...]]] = {}
+        self._families: dict[str, tuple[str, Family]] = {}
+        self._lock = threading.Lock()
+
+    def set(
+        self, kind: str, namespace: str, name: str, source: str, samples: Iterable[Sample]
+    ) -> None:
+        samples = tuple(samples)
+        with self._lock:
+            for sample in samples:
+                self._families.setdefault(sample.family.name, (kind, sample.family))
+            self._by_object.setdefault((kind, namespace, name), {})[source] = samples
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._by_object.pop((kind, namespace, name), None)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # the families appear as objects report them
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            families = dict(self._families)
+            objects = {key: dict(sources) for key, sources in self._by_object.items()}
+        out: dict[str, GaugeMetricFamily] = {}
+        for name, (kind, family) in families.items():
+            out[name] = GaugeMetricFamily(
+                f"{NAMESPACE}_{name}",
+                family.help,
+                labels=["namespace", kind.lower(), *family.labels],
+            )
+        for (_, namespace, obj), sources in objects.items():
+            for samples in sources.values():
+                for sample in samples:
+                    out[sample.family.name].add_metric(
+                        [namespace, obj, *sample.labels], sample.value
+                    )
+        yield from out.values()
+
+
+def samples_of(
+    family: Family, values: Sequence[tuple[tuple[str, ...], float | None]]
+) -> list[Sample]:
+    """Samples of one family, leaving out values that are not known (None)."""
+    return [Sample(family, float(v), labels) for labels, v in values if v is not None]

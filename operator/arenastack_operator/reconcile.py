@@ -12,7 +12,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import kopf
@@ -25,6 +25,7 @@ from arenastack_operator.metrics import (
     RESULT_RETRY,
     RESULT_SUCCESS,
     OperatorMetrics,
+    Sample,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,14 +113,23 @@ def object_key(body: Mapping[str, Any]) -> str:
 
 
 def register_phase_tracking(
-    registry: kopf.OperatorRegistry, ref: KindRef, metrics: OperatorMetrics
+    registry: kopf.OperatorRegistry,
+    ref: KindRef,
+    metrics: OperatorMetrics,
+    series: Callable[[Mapping[str, Any]], Iterable[Sample]] | None = None,
 ) -> None:
-    """Follow every watch event of the kind so the by-phase gauge also sees deletions."""
+    """Follow every watch event of the kind so the by-phase gauge also sees deletions; with
+    `series`, also export the gauges it derives from each object's spec and status."""
     tracker = metrics.phases(ref.kind)
 
     @kopf.on.event(*ref.selector, registry=registry, id=f"track-phase-{ref.plural}")
     async def track_phase(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
         if event.get("type") == "DELETED":
             tracker.forget(object_key(body))
-        else:
-            tracker.observe(object_key(body), phase_of(body))
+            metrics.objects.forget(ref.kind, namespace, name)
+            return
+        tracker.observe(object_key(body), phase_of(body))
+        if series is not None:
+            metrics.objects.set(ref.kind, namespace, name, "status", series(body))

@@ -425,8 +425,8 @@ def test_invalid_specs_are_reported_without_crashing(cluster, ray_operator, name
 def test_operator_survived_the_module(ray_operator) -> None:
     assert ray_operator.proc.poll() is None, ray_operator.output()[-4000:]
     created = ray_operator.metric(
-        "arenastack_operator_raycluster_api_requests_total",
-        method="POST", resource="pods", code="201",
+        "arenastack_operator_api_requests_total",
+        kind="RayCluster", method="POST", resource="pods", code="201",
     )  # fmt: skip
     assert created is not None and created > 0
     logs = ray_operator.logs()

@@ -18,8 +18,9 @@ from kubernetes.client import Configuration
 from arenastack_operator.arenaevaluation.handlers import Controller as EvaluationController
 from arenastack_operator.controller import Controller, RetryLater
 from arenastack_operator.inferencedeployment.handlers import Controller as DeploymentController
+from arenastack_operator.inferencedeployment.status import REPLICAS
 from arenastack_operator.kubeclient import KubeClient
-from arenastack_operator.metrics import RESULT_ERROR, RESULT_RETRY, OperatorMetrics
+from arenastack_operator.metrics import RESULT_ERROR, RESULT_RETRY, OperatorMetrics, Sample
 from arenastack_operator.raycluster.handlers import Controller as RayClusterController
 
 CONTROLLERS = [RayClusterController, DeploymentController, EvaluationController]
@@ -98,5 +99,30 @@ async def test_a_reconciler_bug_is_still_an_error() -> None:
         with pytest.raises(KeyError):
             await controller._reconcile("ns", "obj")
         assert _count(metrics, "InferenceDeployment", RESULT_ERROR) == 1
+    finally:
+        await controller.api.close()
+
+
+async def test_queue_depth_is_exported_and_a_deleted_objects_series_go() -> None:
+    metrics = OperatorMetrics()
+    controller = _controller(DeploymentController, "http://127.0.0.1:9", metrics)
+    depth = {"kind": "InferenceDeployment"}
+    try:
+        assert metrics.registry.get_sample_value("arenastack_operator_workqueue_depth", depth) == 0
+        controller.queue._add_now(("ns", "a"))
+        controller.queue._add_now(("ns", "b"))
+        assert metrics.registry.get_sample_value("arenastack_operator_workqueue_depth", depth) == 2
+
+        replicas = Sample(REPLICAS, 1, ("ready",))
+        metrics.objects.set("InferenceDeployment", "ns", "a", "status", [replicas])
+        ready = {"namespace": "ns", "inferencedeployment": "a", "state": "ready"}
+        name = "arenastack_operator_inferencedeployment_replicas"
+        assert metrics.registry.get_sample_value(name, ready) == 1
+        metrics.scaling_decisions.labels("ns", "a", "up").inc()
+        controller.forget(("ns", "a"), "uid-a")
+        assert metrics.registry.get_sample_value(name, ready) is None
+        labels = {"namespace": "ns", "inferencedeployment": "a", "direction": "up"}
+        name = "arenastack_operator_inferencedeployment_scaling_decisions_total"
+        assert metrics.registry.get_sample_value(name, labels) is None
     finally:
         await controller.api.close()

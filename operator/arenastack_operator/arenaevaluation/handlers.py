@@ -303,7 +303,13 @@ def register(
     arena_url: str | None = None,
 ) -> None:
     def make(configuration: Configuration, identity: str) -> Controller:
-        return Controller(KubeClient(configuration), metrics, identity, image, arena_url)
+        return Controller(
+            controller.kube_client(configuration, metrics, KIND),
+            metrics,
+            identity,
+            image,
+            arena_url,
+        )
 
     register_queue_controller(registry, KIND, make, names.LABEL_EVALUATION, [("batch/v1", "jobs")])
-    reconcile.register_phase_tracking(registry, KIND, metrics)
+    reconcile.register_phase_tracking(registry, KIND, metrics, status_mod.series)

@@ -14,6 +14,7 @@ from typing import Any, Final
 from arenastack_operator import constants
 from arenastack_operator.arenaevaluation import spec as s
 from arenastack_operator.conditions import set_condition
+from arenastack_operator.metrics import Family, Sample, samples_of
 
 RUNNER_FIELDS: Final = ("progress", "ranking", "judge", "results", "leader")
 
@@ -160,3 +161,51 @@ def _degradation(status: Mapping[str, Any]) -> tuple[str, str] | None:
     if progress.get("errors"):
         return REASON_BATTLE_ERRORS, f"{progress['errors']} battles failed"
     return None
+
+
+# -- gauges from the object ---------------------------------------------------------------------
+
+BATTLES: Final = Family(
+    "arenaevaluation_battles",
+    "Battles of the current run by state: planned, answered, judged, errors, parseErrors.",
+    ("state",),
+)
+POSITION_CONSISTENCY: Final = Family(
+    "arenaevaluation_judge_position_consistency",
+    "Share of battles whose verdicts in both answer orders agree.",
+)
+HUMAN_AGREEMENT: Final = Family(
+    "arenaevaluation_judge_human_agreement",
+    "Share of battles where the judge and the human vote agree, ties counted or not (ties).",
+    ("ties",),
+)
+RATING: Final = Family(
+    "arenaevaluation_rating",
+    "A contestant's Bradley-Terry rating on the judge board and its 95% interval (bound).",
+    ("contestant", "bound"),
+)
+PROGRESS_STATES: Final = ("planned", "answered", "judged", "errors", "parseErrors")
+
+
+def series(body: Mapping[str, Any]) -> list[Sample]:
+    status = body.get("status") or {}
+    progress = status.get("progress") or {}
+    judge = status.get("judge") or {}
+    agreement = judge.get("humanAgreement") or {}
+    out = samples_of(BATTLES, [((state,), progress.get(state)) for state in PROGRESS_STATES])
+    out += samples_of(POSITION_CONSISTENCY, [((), judge.get("positionConsistency"))])
+    out += samples_of(
+        HUMAN_AGREEMENT,
+        [(("with",), agreement.get("withTies")), (("without",), agreement.get("withoutTies"))],
+    )
+    for standing in status.get("ranking") or []:
+        name = str(standing.get("name"))
+        out += samples_of(
+            RATING,
+            [
+                ((name, "rating"), standing.get("rating")),
+                ((name, "lower"), standing.get("ciLower")),
+                ((name, "upper"), standing.get("ciUpper")),
+            ],
+        )
+    return out

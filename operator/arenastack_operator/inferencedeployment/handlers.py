@@ -88,6 +88,10 @@ class Controller(controller.Controller):
 
     def forget_object(self, key: Key, uid: str | None) -> None:
         self.autoscalers.pop(key, None)
+        namespace, name = key
+        self.metrics.scaling_decisions.remove_by_labels(
+            {"namespace": namespace, "inferencedeployment": name}
+        )
 
     # -- reconcile -------------------------------------------------------------------------------
 
@@ -317,6 +321,8 @@ class Controller(controller.Controller):
                 "toReplicas": decision.replicas,
                 "reason": decision.reason,
             }
+            direction = "up" if decision.replicas > current else "down"
+            self.metrics.scaling_decisions.labels(namespace, name, direction).inc()
             logger.info("Scaling %s/%s: %s", namespace, name, decision.reason)
             await self.event(body, "Normal", "Scaled", decision.reason)
         if patch:
@@ -337,10 +343,10 @@ def _metrics_urls(pods: list[dict[str, Any]], port: int, path: str) -> dict[str,
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
     def make(configuration: Configuration, identity: str) -> Controller:
-        return Controller(KubeClient(configuration), metrics, identity)
+        return Controller(controller.kube_client(configuration, metrics, KIND), metrics, identity)
 
     register_queue_controller(
         registry, KIND, make, names.LABEL_DEPLOYMENT,
         [("v1", "pods"), ("apps/v1", "deployments")],
     )  # fmt: skip
-    reconcile.register_phase_tracking(registry, KIND, metrics)
+    reconcile.register_phase_tracking(registry, KIND, metrics, status_mod.series)

@@ -12,6 +12,7 @@ from arenastack_operator.conditions import rfc3339, upsert_condition
 from arenastack_operator.inferencedeployment import names
 from arenastack_operator.inferencedeployment.routermetrics import Demand
 from arenastack_operator.inferencedeployment.topology import REASON_INSUFFICIENT_GPU
+from arenastack_operator.metrics import Family, Sample, samples_of
 
 REASON_INVALID_SPEC: Final = "InvalidSpec"
 REASON_MODEL_LOAD_FAILED: Final = "ModelLoadFailed"
@@ -172,3 +173,36 @@ def condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None
         if c.get("type") == type_:
             return c
     return None
+
+
+# -- gauges from the object ---------------------------------------------------------------------
+
+REPLICAS: Final = Family(
+    "inferencedeployment_replicas", "Engine replicas by state: desired, ready.", ("state",)
+)
+AUTOSCALER_METRIC: Final = Family(
+    "inferencedeployment_autoscaler_metric",
+    "The metric the autoscaler last read (status.observedMetric), by metric name.",
+    ("metric",),
+)
+AUTOSCALER_TARGET: Final = Family(
+    "inferencedeployment_autoscaler_target",
+    "The autoscaler's target (spec.autoscaling.target), by metric name.",
+    ("metric",),
+)
+
+
+def series(body: Mapping[str, Any]) -> list[Sample]:
+    status = body.get("status") or {}
+    autoscaling = (body.get("spec") or {}).get("autoscaling") or {}
+    out = samples_of(
+        REPLICAS,
+        [(("desired",), status.get("replicas")), (("ready",), status.get("readyReplicas"))],
+    )
+    metric = autoscaling.get("metric")
+    if metric:
+        out += samples_of(AUTOSCALER_TARGET, [((metric,), autoscaling.get("target"))])
+    observed = status.get("observedMetric") or {}
+    if observed.get("name"):
+        out += samples_of(AUTOSCALER_METRIC, [((observed["name"],), observed.get("value"))])
+    return out

@@ -21,7 +21,6 @@ from typing import Any, Final
 import kopf
 import pydantic
 from kubernetes.client import Configuration
-from prometheus_client import Counter
 
 from arenastack_operator import constants, controller, reconcile
 from arenastack_operator.conditions import now_rfc3339
@@ -35,7 +34,6 @@ from arenastack_operator.kubeclient import (
     core_path,
     object_path,
 )
-from arenastack_operator.metrics import NAMESPACE as METRICS_NAMESPACE
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
 from arenastack_operator.raycluster import autoscaler, names, plan, podstate, redis_cleanup
@@ -48,6 +46,7 @@ from arenastack_operator.raycluster.status import (
     build_status,
     changed,
     merge_patch,
+    pod_series,
 )
 
 KIND = constants.RAYCLUSTER
@@ -105,6 +104,7 @@ class Controller(controller.Controller):
             await self._report_invalid(body, str(e))
             return
         failure = await self._act(cluster, body, todo)
+        self.metrics.objects.set(KIND.kind, namespace, name, "pods", pod_series(cluster, pods))
         await self._write_status(body, cluster, pods, service, failure)
         if failure is not None:
             raise RetryLater(failure.message)
@@ -301,17 +301,8 @@ def _pods_message(verb: str, pods: list[str]) -> str:
 
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
-    # Shows what the reconciler costs the apiserver; at rest the write methods stay flat.
-    api_requests = Counter(
-        "raycluster_api_requests",
-        "Requests of the RayCluster reconciler to the apiserver, by method, resource and code.",
-        ["method", "resource", "code"],
-        namespace=METRICS_NAMESPACE,
-        registry=metrics.registry,
-    )
-
     def make(configuration: Configuration, identity: str) -> Controller:
-        return Controller(KubeClient(configuration, requests=api_requests), metrics, identity)
+        return Controller(controller.kube_client(configuration, metrics, KIND), metrics, identity)
 
     register_queue_controller(
         registry, KIND, make, names.LABEL_CLUSTER, [("v1", "pods"), ("v1", "services")]

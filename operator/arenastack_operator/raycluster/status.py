@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from arenastack_operator.conditions import set_condition
+from arenastack_operator.metrics import Family, Sample
 from arenastack_operator.raycluster import podstate, resources
 from arenastack_operator.raycluster.model import Cluster
 from arenastack_operator.raycluster.podstate import Pod
@@ -22,6 +23,7 @@ from arenastack_operator.raycluster.spec import (
     CONDITION_REPLICA_FAILURE,
     CONDITION_SUSPENDED,
     CONDITION_SUSPENDING,
+    HEAD_GROUP_NAME,
     INT32_MAX,
     RayClusterStatus,
 )
@@ -220,3 +222,33 @@ def _head_info(head: Pod | None, service: Mapping[str, Any] | None) -> dict[str,
         if service_ip:
             info["serviceIP"] = service_ip
     return info
+
+
+# -- per-group gauges ---------------------------------------------------------------------------
+
+POD_SERIES: Final = Family(
+    "raycluster_pods",
+    "Pods of a RayCluster by group (the head's is headgroup) and state: desired, ready.",
+    ("group", "state"),
+)
+
+
+def pod_series(cluster: Cluster, pods: Sequence[Pod]) -> list[Sample]:
+    """Desired against ready pods of each group, as the reconciler counted them."""
+    live = [p for p in pods if not podstate.is_terminating(p)]
+    groups = [
+        (HEAD_GROUP_NAME, 0 if cluster.suspended else 1, [p for p in live if podstate.is_head(p)])
+    ]
+    for group in cluster.worker_groups:
+        members = [
+            p for p in live if not podstate.is_head(p) and podstate.group(p) == group.group_name
+        ]
+        groups.append((group.group_name, cluster.desired_workers(group), members))
+    out: list[Sample] = []
+    for name, desired, members in groups:
+        ready = sum(1 for p in members if podstate.is_ready(p))
+        out += [
+            Sample(POD_SERIES, desired, (name, "desired")),
+            Sample(POD_SERIES, ready, (name, "ready")),
+        ]
+    return out

@@ -284,7 +284,7 @@ class Controller(controller.Controller):
 
 def register(registry: kopf.OperatorRegistry, metrics: OperatorMetrics) -> None:
     def make(configuration: Configuration, identity: str) -> Controller:
-        return Controller(KubeClient(configuration), metrics, identity)
+        return Controller(controller.kube_client(configuration, metrics, KIND), metrics, identity)
 
     register_queue_controller(
         registry, KIND, make, builders.LABEL_ORIGIN_NAME,
