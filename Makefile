@@ -7,7 +7,7 @@ ARENASTACK := $(VENV)/bin/arenastack
 PYTEST_ARGS ?=
 
 .PHONY: help setup apt venv toolchain lock crds crds-check lint fmt test test-unit \
-        test-integration test-e2e images vllm-env demo demo-down cluster-up cluster-local cluster-down bench
+        test-integration test-e2e images vllm-env dashboards demo demo-down cluster-up cluster-local cluster-down bench
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,8 +36,12 @@ crds: venv ## regenerate charts/arenastack/crds from the typed definitions
 crds-check: venv ## fail when charts/arenastack/crds differs from a fresh generation
 	@$(PY) -m arenastack_operator.crdgen --check
 
-lint: venv toolchain ## ruff, helm lint, CRDs up to date
+dashboards: venv ## regenerate charts/arenastack/dashboards from charts/dashboards (Grafana's SDK)
+	@$(PY) -m arenastack_dashboards
+
+lint: venv toolchain ## ruff, helm lint, CRDs and dashboards up to date
 	@$(PY) -m arenastack_operator.crdgen --check
+	@$(PY) -m arenastack_dashboards --check
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$$(hack/toolchain.sh --path)/helm lint --strict charts/arenastack

@@ -29,13 +29,14 @@ if [[ "${1:-}" == "--lock" || ! -f requirements/lock.txt ]]; then
   done
 fi
 stamp=.venv/.lock.sha
-want=$(cat requirements/lock.txt pyproject.toml devcluster/pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat requirements/lock.txt pyproject.toml devcluster/pyproject.toml charts/dashboards/pyproject.toml | sha256sum | cut -c1-16)
 if [[ -x .venv/bin/python && -f $stamp && "$(cat $stamp)" == "$want" ]]; then
   exit 0
 fi
 [[ -x .venv/bin/python ]] || "$UV" venv -q --python "$PYTHON" .venv
 "$UV" pip sync -q --python .venv/bin/python requirements/lock.txt
-# The product (operator, arena) and, beside it, the development cluster (devcluster/).
-"$UV" pip install -q --python .venv/bin/python --no-deps -e . -e devcluster
+# The product (operator, arena) and, beside it, the development cluster (devcluster/) and the
+# dashboards generator (charts/dashboards/).
+"$UV" pip install -q --python .venv/bin/python --no-deps -e . -e devcluster -e charts/dashboards
 echo "$want" >"$stamp"
 echo "venv: .venv synced with requirements/lock.txt"

@@ -82,6 +82,7 @@ class Controller(ABC):
         self.metrics = metrics
         self.queue: WorkQueue[Key] = WorkQueue(delay_s=self.coalesce_s)
         metrics.queue_depth.labels(self.kind.kind).set_function(self.queue.__len__)
+        metrics.start_kind(self.kind.kind)
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile = reconcile.instrumented(self.kind.kind, metrics)(self.reconcile)
 

@@ -30,6 +30,7 @@ RESULT_SUCCESS = "success"
 RESULT_RETRY = "retry"  # kopf.TemporaryError: kopf retries after the given delay
 RESULT_ERROR = "error"  # any other exception (kopf retries with backoff, or gives up if permanent)
 RESULT_CANCELLED = "cancelled"  # the operator stopped while the handler ran
+RESULTS = (RESULT_SUCCESS, RESULT_RETRY, RESULT_ERROR, RESULT_CANCELLED)
 
 
 class OperatorMetrics:
@@ -112,6 +113,13 @@ class OperatorMetrics:
             if kind not in self._phases:
                 self._phases[kind] = PhaseTracker(self.managed_objects, kind)
             return self._phases[kind]
+
+    def start_kind(self, kind: str) -> None:
+        """Export a kind's reconcile series at 0 before its first reconcile, so that rates and
+        alerts over them have data (a missing series and none happening look alike)."""
+        for result in RESULTS:
+            self.reconciles.labels(kind=kind, result=result)
+        self.reconcile_duration.labels(kind=kind)
 
     def api_requests_of(self, kind: str) -> Callable[[str, str, int], None]:
         """What a kind's KubeClient calls with each response (KubeClient's `count`)."""

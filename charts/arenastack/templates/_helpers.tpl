@@ -54,3 +54,11 @@ app.kubernetes.io/component: arena
 {{- define "arenastack.arenaHasSeed" -}}
 {{- if or .Values.arena.seedCounts.json .Values.arena.seedCounts.existingConfigMap -}}true{{- end -}}
 {{- end -}}
+
+{{- /* The labels the serving dashboard filters engine and router series by. */ -}}
+{{- define "arenastack.deploymentRelabelings" -}}
+- sourceLabels: [__meta_kubernetes_pod_label_arenastack_io_inferencedeployment]
+  targetLabel: inferencedeployment
+- sourceLabels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
+  targetLabel: component
+{{- end }}
