@@ -9,21 +9,18 @@ import json
 import re
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from monitoring import RULE_FILES, alert_names, plain, prometheus, static_job
 
 from arenastack_cluster.cluster import CHART_DIR, REPO_ROOT, toolchain_bin
-from arenastack_cluster.processes import Process, free_port, wait_for
 from arenastack_dashboards import common
 from arenastack_dashboards.__main__ import rendered
 
 pytestmark = pytest.mark.integration
 
-RULE_FILES = sorted((CHART_DIR / "rules").glob("*.rules.yaml"))
 RULE_TESTS = sorted((REPO_ROOT / "tests" / "unit" / "promtool").glob("*.rules.test.yaml"))
 DASHBOARDS = rendered()
 # Series that only real workloads export (Ray's nodes, vLLM's engines and router, the arena):
@@ -56,19 +53,13 @@ def test_rules_unit_tests(promtool, tests: Path):
     proc = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tested = set(re.findall(r"alertname: (\w+)", tests.read_text()))
-    rules = CHART_DIR / "rules" / tests.name.replace(".rules.test.yaml", ".rules.yaml")
-    assert tested == set(re.findall(r"- alert: (\w+)", rules.read_text()))
-
-
-def _plain(expr: str) -> str:
-    """A panel's query as Prometheus takes it: Grafana's variables filled in."""
-    return re.sub(r"\$(\w+)", ".*", expr.replace(common.RATE, "15s"))
+    assert tested == alert_names(CHART_DIR / "rules" / tests.name.replace(".test.yaml", ".yaml"))
 
 
 def test_every_dashboard_query_parses(promtool, tmp_path):
     """promtool parses each query as the expression of a recording rule."""
     rules = [
-        {"record": f"panel:{name}:{i}", "expr": _plain(expr)}
+        {"record": f"panel:{name}:{i}", "expr": plain(expr)}
         for name, model in DASHBOARDS.items()
         for i, (_, expr) in enumerate(common.queries(model))
     ]
@@ -127,19 +118,6 @@ def test_chart_monitors_every_component_when_asked(cluster):
     assert not [d for d in _rendered_chart(cluster) if d["kind"] == "PodMonitor"]
 
 
-def _query(base: str, expr: str) -> dict:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def _result_when_up(base: str, expr: str) -> list:
-    try:
-        return _query(base, expr)["data"]["result"]
-    except OSError:  # not listening yet
-        return []
-
-
 def test_operator_panels_return_data_from_real_scrapes(
     tmp_path, operator_runner, crds, namespace, cluster
 ):
@@ -150,79 +128,26 @@ def test_operator_panels_return_data_from_real_scrapes(
         "apply", "-n", namespace,
         "-f", str(REPO_ROOT / "operator" / "examples" / "raycluster-sample.yaml"),
     )  # fmt: skip
-
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in RULE_FILES],
-        "scrape_configs": [
-            {
-                "job_name": "arenastack-operator",
-                # As the chart's ServiceMonitor: the objects' namespaces, not the operator's.
-                "honor_labels": True,
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{op.metrics_port}"], "labels": {"pod": op.identity}}
-                ],
-            }
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    prom = Process(tmp_path, "prometheus")
-    prom.start(
-        [
-            str(toolchain_bin(build=False) / "prometheus"),
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
+    # As the chart's ServiceMonitor: the objects' namespaces, not the operator's.
+    job = static_job(
+        "arenastack-operator", {f"127.0.0.1:{op.metrics_port}": {"pod": op.identity}}, True
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
+    with prometheus(tmp_path, [job]) as prom:
+        prom.wait_for(
             "the RayCluster's pods scraped by Prometheus",
-            lambda: _result_when_up(
-                base, f'arenastack_operator_raycluster_pods{{namespace="{namespace}"}}'
-            ),
+            f'arenastack_operator_raycluster_pods{{namespace="{namespace}"}}',
             60,
-            prom,
         )
-        time.sleep(20)  # enough scrapes for rate() over the 15 s window
-        panels = [
-            (name, title, expr)
-            for name in ("operator", "ray")
-            for title, expr in common.queries(DASHBOARDS[name])
-            if not NOT_FROM_THE_OPERATOR.search(expr)
-        ]
-        assert len(panels) >= 14
-        empty = []
-        for name, title, expr in panels:
-            body = _query(base, _plain(expr))
-            assert body["status"] == "success", (name, title, body)
-            if not body["data"]["result"]:
-                empty.append(f"{name} / {title}: {expr}")
+        time.sleep(20)  # enough scrapes for rate() over its window
+        empty = prom.empty_panels(DASHBOARDS["operator"])
+        empty += prom.empty_panels(DASHBOARDS["ray"], skip=NOT_FROM_THE_OPERATOR)
         assert not empty, "panels without data:\n" + "\n".join(empty)
-        for name, model in DASHBOARDS.items():
-            for variable, query in common.variable_queries(model):
-                if name in ("operator", "ray"):
-                    values = _label_values(base, query)
-                    assert values, f"{name}: variable {variable} ({query}) has no values"
-        assert namespace in _label_values(base, common.variable_queries(DASHBOARDS["ray"])[0][1])
-        leaders = _query(base, "sum(arenastack_operator_leader)")["data"]["result"]
-        assert float(leaders[0]["value"][1]) == 1.0
-        rules = json.loads(urllib.request.urlopen(f"{base}/api/v1/rules", timeout=5).read())
-        health = {r["name"]: r["health"] for g in rules["data"]["groups"] for r in g["rules"]}
-        expected = {m for p in RULE_FILES for m in re.findall(r"- alert: (\w+)", p.read_text())}
-        assert set(health) == expected
-        assert {h for h in health.values()} == {"ok"}, health
-    finally:
-        prom.stop()
-
-
-def _label_values(base: str, query: str) -> list[str]:
-    """What Grafana offers for a `label_values(selector, label)` variable."""
-    selector, label = re.fullmatch(r"label_values\((.+), (\w+)\)", query).groups()
-    url = f"{base}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
-        {"match[]": _plain(selector)}
-    )
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())["data"]
+        for name in ("operator", "ray"):
+            for variable, query in common.variable_queries(DASHBOARDS[name]):
+                assert prom.label_values(query), f"{name}: ${variable} ({query}) has no values"
+        namespaces = common.variable_queries(DASHBOARDS["ray"])[0][1]
+        assert namespace in prom.label_values(namespaces)
+        assert float(prom.query("sum(arenastack_operator_leader)")[0]["value"][1]) == 1.0
+        health = prom.rule_health()
+        assert set(health) == set().union(*map(alert_names, RULE_FILES))
+        assert set(health.values()) == {"ok"}, health
