@@ -118,5 +118,47 @@ def static_job(
     }
 
 
+def pod_job(
+    name: str,
+    kubeconfig: Path,
+    namespaces: Sequence[str],
+    keep: Mapping[str, str],
+    port: str,
+    labels: Mapping[str, str],
+    honor_labels: bool = False,
+) -> dict[str, Any]:
+    """A scrape job as the Prometheus operator makes of a PodMonitor: pods found through the
+    apiserver, kept where each pod label in `keep` matches its regex, scraped on the container
+    port named `port`, with the target labels namespace, pod and `labels` (target label ->
+    pod label)."""
+
+    def meta(label: str) -> str:
+        return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+    relabel: list[dict[str, Any]] = [
+        {"source_labels": [meta(label)], "regex": regex, "action": "keep"}
+        for label, regex in keep.items()
+    ]
+    relabel += [
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port,
+         "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    ]  # fmt: skip
+    relabel += [
+        {"source_labels": [meta(label)], "target_label": target} for target, label in labels.items()
+    ]
+    return {
+        "job_name": name,
+        "honor_labels": honor_labels,
+        "kubernetes_sd_configs": [
+            {"role": "pod", "kubeconfig_file": str(kubeconfig),
+             "namespaces": {"names": list(namespaces)}}
+        ],
+        "relabel_configs": relabel,
+    }  # fmt: skip
+
+
 def alert_names(path: Path) -> set[str]:
     return set(re.findall(r"- alert: (\w+)", path.read_text()))

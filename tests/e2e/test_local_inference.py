@@ -4,12 +4,15 @@ local node maps the vLLM image to the CPU build). The OpenAI client gets answers
 router the operator configured, streamed and not, and a second deployment of another model
 answers through its own; a LoRA adapter added to the spec becomes
 servable without a restart; a burst makes the operator scale up from the engine's /metrics and
-the lull after it scale back down.
+the lull after it scale back down. Meanwhile a real Prometheus finds the engines, the routers
+and the operator through the apiserver, as the chart's monitors would have it, and every query
+of the serving dashboard then has data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from typing import Any
@@ -18,12 +21,16 @@ import local_operator
 import pytest
 import yaml
 from local_operator import vllm_fixtures
+from monitoring import Prometheus, pod_job, prometheus
 from openai import AsyncOpenAI, OpenAI
 from vllm_processes import FAST_FLAGS, SERVED, tiny_lora, tiny_model
 
 from arenastack_cluster.cluster import LocalCluster
 from arenastack_cluster.modelclaim import engine_path, model_source
+from arenastack_cluster.operatorchart import NAMESPACE as OPERATOR_NAMESPACE
 from arenastack_cluster.processes import poll
+from arenastack_dashboards import serving as serving_dashboard
+from arenastack_dashboards.common import render
 from arenastack_operator import constants
 from arenastack_operator.inferencedeployment import names
 
@@ -36,6 +43,8 @@ OTHER = "tiny-b"
 SCALE_DOWN_WINDOW_S = 15
 BURST = 16
 AUTOSCALE_INTERVAL_S = 3
+# The router counts errors only once one happens, and none should here.
+NO_ERRORS_HERE = re.compile(r"vllm_router_request_errors_total")
 
 
 def _chat(client: OpenAI, model: str) -> str | None:
@@ -49,6 +58,24 @@ def _chat(client: OpenAI, model: str) -> str | None:
 
 
 cluster, operator_log = vllm_fixtures(NAMESPACE, AUTOSCALE_INTERVAL_S)
+
+
+@pytest.fixture
+def scraped(cluster: LocalCluster, operator_log, tmp_path) -> Any:
+    """Prometheus scraping what the chart's PodMonitors and the operator's ServiceMonitor would."""
+    deployment = {"inferencedeployment": names.LABEL_DEPLOYMENT}
+    jobs = [
+        pod_job("engines", cluster.kubeconfig, [NAMESPACE],
+                {names.LABEL_DEPLOYMENT: ".+", constants.LABEL_COMPONENT: "engine"},
+                names.ENGINE_PORT_NAME, deployment),
+        pod_job("routers", cluster.kubeconfig, [NAMESPACE],
+                {names.LABEL_DEPLOYMENT: ".+", constants.LABEL_COMPONENT: "router"},
+                names.ROUTER_METRICS_PORT_NAME, deployment),
+        pod_job("operator", cluster.kubeconfig, [OPERATOR_NAMESPACE],
+                {constants.LABEL_COMPONENT: "operator"}, "metrics", {}, honor_labels=True),
+    ]  # fmt: skip
+    with prometheus(tmp_path, jobs) as prom:
+        yield prom
 
 
 def get(cl: LocalCluster, *args: str) -> Any:
@@ -68,7 +95,9 @@ def ready_ip(cl: LocalCluster, component: str, name: str = "tiny") -> str | None
     return None
 
 
-def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm_python, model_dir):
+def test_deployment_serves_scales_and_loads_adapters(
+    cluster, operator_log, vllm_python, model_dir, scraped: Prometheus
+):
     cl = cluster
     body = {
         "apiVersion": constants.API_VERSION, "kind": "InferenceDeployment",
@@ -209,6 +238,9 @@ def test_deployment_serves_scales_and_loads_adapters(cluster, operator_log, vllm
          == 1, 30)  # fmt: skip
     events = [e["reason"] for e in (get(cl, "events") or {}).get("items") or []]
     assert "Scaled" in events and "LoraAdaptersSynced" in events
+    # Requests, tokens, an adapter and both scaling decisions: every serving panel has data.
+    empty = scraped.empty_panels(render(serving_dashboard.build()), skip=NO_ERRORS_HERE)
+    assert not empty, "panels without data:\n" + "\n".join(empty)
 
     # An engine-setting change replaces the replica under a steady, bounded load (one request
     # in flight) with no failed request: the new one serves before the old one leaves.
