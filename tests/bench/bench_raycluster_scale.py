@@ -115,7 +115,7 @@ class ProcessSampler:
         self._stop.set()
 
 
-def _start_ours(cl: LocalCluster, state: Path) -> Process:
+def start_ours(cl: LocalCluster, state: Path, metrics_port: int | None = None) -> Process:
     proc = Process(state, "arenastack-operator")
     proc.start(
         [
@@ -124,7 +124,7 @@ def _start_ours(cl: LocalCluster, state: Path) -> Process:
             "arenastack_operator",
             f"--kubeconfig={cl.kubeconfig}",
             f"--health-port={free_port()}",
-            f"--metrics-port={free_port()}",
+            f"--metrics-port={metrics_port or free_port()}",
             "--bind-address=127.0.0.1",
             "--lease-namespace=default",
             "--log-level=WARNING",
@@ -133,21 +133,24 @@ def _start_ours(cl: LocalCluster, state: Path) -> Process:
     return proc
 
 
-def _start_kuberay(cl: LocalCluster, state: Path) -> Process:
+def start_kuberay(
+    cl: LocalCluster, state: Path, metrics_port: int | None = None, extra: tuple[str, ...] = ()
+) -> Process:
     proc = Process(state, "kuberay-operator")
     proc.start(
         [
             str(cl.bin / "kuberay-operator"),
             f"--kubeconfig={cl.kubeconfig}",
-            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--metrics-addr=127.0.0.1:{metrics_port or free_port()}",
             f"--health-probe-bind-address=127.0.0.1:{free_port()}",
             "--leader-election-namespace=default",
+            *extra,
         ]
     )
     return proc
 
 
-def _install_crds(cl: LocalCluster, which: str) -> None:
+def install_crds(cl: LocalCluster, which: str) -> None:
     if which == "kuberay":
         files = sorted((cl.bin.parent / "kuberay-crds").glob("*.yaml"))
     else:
@@ -155,7 +158,7 @@ def _install_crds(cl: LocalCluster, which: str) -> None:
     cl.apply_crds(files)
 
 
-def _create_all(api: client.CustomObjectsApi, n: int) -> float:
+def create_all(api: client.CustomObjectsApi, n: int) -> float:
     """Create n clusters round-robin over the namespaces at RATE_PER_S; returns seconds."""
     t0 = time.monotonic()
 
@@ -196,6 +199,34 @@ def _progress(api: client.CustomObjectsApi, core: client.CoreV1Api) -> tuple[int
     return ready, running
 
 
+def api_clients(cl: LocalCluster) -> tuple[client.CustomObjectsApi, client.CoreV1Api]:
+    api_client = config.new_client_from_config(str(cl.kubeconfig))
+    api_client.configuration.connection_pool_maxsize = 32
+    return client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+
+
+def wait_ready(
+    api: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    which: str,
+    n: int,
+    t0: float,
+    op: Process,
+) -> None:
+    """Until all n clusters are ready with every pod Running, printing the progress."""
+
+    def done() -> bool:
+        ready, running = _progress(api, core)
+        print(
+            f"  {which} n={n}: {ready}/{n} ready, {running}/{n * (1 + WORKERS)} "
+            f"pods running, {time.monotonic() - t0:.0f} s",
+            flush=True,
+        )
+        return ready == n and running == n * (1 + WORKERS)
+
+    wait_for(f"{n} ready clusters ({which})", done, TIMEOUT_S, op)
+
+
 def _writes(cl: LocalCluster) -> int:
     """Write requests the apiserver has served for the operators' resources so far."""
     text = cl.kubectl("get", "--raw", "/metrics").stdout
@@ -227,33 +258,18 @@ def run_one(which: str, n: int, work: Path, rest_s: int) -> dict:
     cl = LocalCluster(state=state)
     cl.up(cpu_nodes=CPU_NODES, gpu_nodes=0, log=lambda _: None)
     try:
-        _install_crds(cl, which)
+        install_crds(cl, which)
         for i in range(NAMESPACES):
             cl.kubectl("create", "namespace", f"bench-{i}")
-        op = _start_kuberay(cl, state) if which == "kuberay" else _start_ours(cl, state)
+        op = start_kuberay(cl, state) if which == "kuberay" else start_ours(cl, state)
         sampler = ProcessSampler(op.pid)
         threading.Thread(target=sampler.run, daemon=True).start()
         time.sleep(5)  # let the operator finish starting (both sides alike)
-        api_client = config.new_client_from_config(str(cl.kubeconfig))
-        api_client.configuration.connection_pool_maxsize = 32
-        api = client.CustomObjectsApi(api_client)
-        core = client.CoreV1Api(api_client)
+        api, core = api_clients(cl)
 
         t0 = time.monotonic()
-        create_s = _create_all(api, n)
-        last = (0, 0)
-
-        def done() -> bool:
-            nonlocal last
-            last = _progress(api, core)
-            print(
-                f"  {which} n={n}: {last[0]}/{n} ready, {last[1]}/{n * (1 + WORKERS)} "
-                f"pods running, {time.monotonic() - t0:.0f} s",
-                flush=True,
-            )
-            return last[0] == n and last[1] == n * (1 + WORKERS)
-
-        wait_for(f"{n} ready clusters ({which})", done, TIMEOUT_S, op)
+        create_s = create_all(api, n)
+        wait_ready(api, core, which, n, t0, op)
         seconds = time.monotonic() - t0
         sampler.stop()
         peak_rss, cpu_s = sampler.peak_rss_mb, sampler.cpu_s
