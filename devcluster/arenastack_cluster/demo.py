@@ -148,6 +148,8 @@ def up_local() -> None:
 
     _section(f"operator metrics (http://{operator_ip}:8080/metrics, ours only)")
     print(_our_metrics(f"http://{operator_ip}:8080/metrics"))
+    _section("Grafana dashboards")
+    print(_dashboards_help(cluster))
     _section("next")
     print(
         f"export KUBECONFIG={cluster.kubeconfig}\n"
@@ -155,6 +157,21 @@ def up_local() -> None:
         f"Ray dashboard: http://{head_ip}:8265 (pod IPs are reachable from this machine)\n"
         f"Arena UI: {arena_url} (leaderboard: {arena_url}leaderboard)\n"
         "make demo-down   # stop everything"
+    )
+
+
+def _dashboards_help(cluster: LocalCluster) -> str:
+    """Where the dashboards are and how a Grafana gets them (the demo runs no Grafana)."""
+    maps = cluster.kubectl(
+        "get", "configmaps", "-n", NAMESPACE, "-l", "grafana_dashboard=1", "-o", "name"
+    ).stdout.split()
+    files = sorted(p.relative_to(REPO_ROOT) for p in (CHART_DIR / "dashboards").glob("*.json"))
+    return (
+        f"files: {', '.join(map(str, files))} (written by charts/dashboards, make dashboards)\n"
+        f"in the cluster: {', '.join(maps)} in {NAMESPACE}, labelled grafana_dashboard=1, which\n"
+        "  kube-prometheus-stack's Grafana sidecar loads by itself; elsewhere: Grafana >\n"
+        "  Dashboards > New > Import, upload a file, pick a Prometheus data source that scrapes\n"
+        "  the chart's monitors (metrics.serviceMonitor.enabled, metrics.podMonitors.*)."
     )
 
 

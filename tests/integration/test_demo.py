@@ -88,6 +88,10 @@ def test_local_demo_runs_a_ray_job_serves_two_models_and_the_arena(local_cluster
         assert re.search(r"mt-bench-demo\s+Succeeded\s+smollm2\s+3\s", out), out[-3000:]
         assert "battles: planned 3, judged 3, errors 0, unparseable verdicts 0" in out
         assert re.search(r"judge judge:smollm2: position consistency \d\.\d\d", out)
+        # Where the dashboards are: the chart's files and the sidecar's ConfigMaps.
+        assert "files: charts/arenastack/dashboards/arena.json, " in out
+        for name in ("arena", "operator", "ray", "serving"):
+            assert f"configmap/arenastack-dashboard-{name}" in out
         assert "cluster: already running" in out
     finally:
         cl.helm("uninstall", demo.RELEASE, "-n", demo.NAMESPACE, "--wait", check=False)
