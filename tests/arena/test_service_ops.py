@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import httpx
@@ -13,6 +14,7 @@ from arena_support import models_file
 
 from arenastack_cluster.arena_data import chatbot_arena_counts
 from arenastack_cluster.arenaclient import answers
+from arenastack_cluster.cluster import toolchain_bin
 
 
 def register(service, name: str, endpoint: str, **extra) -> None:
@@ -271,3 +273,16 @@ def test_seeded_board_from_real_counts(tmp_path):
         assert mixtral["rating"] == pytest.approx(1114.0)
     finally:
         stop(service.proc)
+
+
+def test_metrics_pass_promtools_lint(arena):
+    """What Prometheus scrapes from the arena follows its naming and type conventions."""
+    promtool = toolchain_bin(build=True, part="monitoring") / "promtool"
+    with arena.client() as c:
+        battle(c, "hello")
+        text = c.get("/metrics").text
+    assert "arena_battles_started_total" in text
+    proc = subprocess.run(
+        [str(promtool), "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

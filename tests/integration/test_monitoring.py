@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,7 @@ def test_chart_monitors_every_component_when_asked(cluster):
 
 
 def test_operator_panels_return_data_from_real_scrapes(
-    tmp_path, operator_runner, crds, namespace, cluster
+    tmp_path, operator_runner, crds, namespace, cluster, promtool
 ):
     op = operator_runner.start()
     op.wait_role("leader")
@@ -151,3 +152,11 @@ def test_operator_panels_return_data_from_real_scrapes(
         health = prom.rule_health()
         assert set(health) == set().union(*map(alert_names, RULE_FILES))
         assert set(health.values()) == {"ok"}, health
+    # What Prometheus scraped follows its naming and type conventions.
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "arenastack_operator_raycluster_pods{" in text
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
