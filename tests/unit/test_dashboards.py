@@ -30,10 +30,10 @@ def test_the_chart_ships_exactly_what_the_code_renders() -> None:
 @pytest.mark.parametrize("name", DASHBOARDS)
 def test_every_panel_has_queries_and_a_unique_id(name: str) -> None:
     model = MODELS[name]
-    panels = [p for p in common._all_panels(model) if p["type"] != "row"]
+    panels = [p for p in common.all_panels(model) if p["type"] != "row"]
     assert panels
     assert all(p.get("targets") for p in panels), [p["title"] for p in panels if not p["targets"]]
-    ids = [p["id"] for p in common._all_panels(model)]
+    ids = [p["id"] for p in common.all_panels(model)]
     assert len(ids) == len(set(ids))
     for panel in panels:
         ref_ids = [t["refId"] for t in panel["targets"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
@@ -68,17 +68,8 @@ def graph(
     span: int = HALF,
     height: int = 8,
 ) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .unit(unit)
-        .datasource(DATASOURCE)
-        .span(span)
-        .height(height)
-        .fill_opacity(10)
-    )
-    return _with_targets(panel, queries)
+    panel = timeseries.Panel().fill_opacity(10)
+    return _filled(panel, title, unit, queries, description, span, height)
 
 
 def single(
@@ -89,19 +80,30 @@ def single(
     span: int = QUARTER,
     height: int = 4,
 ) -> stat.Panel:
+    return _filled(stat.Panel(), title, unit, queries, description, span, height)
+
+
+P = TypeVar("P", timeseries.Panel, stat.Panel)
+
+
+def _filled(
+    panel: P,
+    title: str,
+    unit: str,
+    queries: Sequence[Query],
+    description: str,
+    span: int,
+    height: int,
+) -> P:
+    """What every panel has: title, unit, the data source, its place and its queries A, B..."""
     panel = (
-        stat.Panel()
-        .title(title)
+        panel.title(title)
         .description(description)
         .unit(unit)
         .datasource(DATASOURCE)
         .span(span)
         .height(height)
     )
-    return _with_targets(panel, queries)
-
-
-def _with_targets(panel: Any, queries: Sequence[Query]) -> Any:
     for i, (expr, legend) in enumerate(queries):
         panel = panel.with_target(
             prometheus.Dataquery().ref_id(chr(ord("A") + i)).expr(expr).legend_format(legend)
@@ -133,7 +135,7 @@ def quantiles(histogram: str, selector: str, by: str = "", legend: str = "") -> 
 
 def render(board: Dashboard) -> dict[str, Any]:
     model = json.loads(json.dumps(board.build(), cls=JSONEncoder))
-    for i, panel in enumerate(_all_panels(model), start=1):
+    for i, panel in enumerate(all_panels(model), start=1):
         panel["id"] = i
     return model
 
@@ -142,7 +144,7 @@ def to_json(model: Mapping[str, Any]) -> str:
     return json.dumps(model, indent=2, sort_keys=True) + "\n"
 
 
-def _all_panels(model: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def all_panels(model: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     for panel in model.get("panels") or []:
         yield panel
         yield from panel.get("panels") or []
@@ -152,7 +154,7 @@ def queries(model: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(panel title, expression) of every query of every panel."""
     return [
         (panel.get("title", ""), target["expr"])
-        for panel in _all_panels(model)
+        for panel in all_panels(model)
         for target in panel.get("targets") or []
     ]
 
