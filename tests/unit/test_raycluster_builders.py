@@ -32,7 +32,7 @@ from arenastack_operator.raycluster.plan import (
 )
 from arenastack_operator.raycluster.pods import build_head_pod, build_worker_pod
 from arenastack_operator.raycluster.render import dump, rayclusters, render
-from arenastack_operator.raycluster.service import build_head_service
+from arenastack_operator.raycluster.service import build_head_service, build_headless_service
 from arenastack_operator.raycluster.spec import RayClusterStatus
 from arenastack_operator.raycluster.status import Failure, build_status, changed
 from arenastack_operator.workqueue import WorkQueue
@@ -210,6 +210,26 @@ def test_autoscaler_v2_sidecar_options_and_restart_policy() -> None:
     assert worker["spec"]["restartPolicy"] == "Never"
 
 
+def test_autoscaler_start_command_is_in_its_env_for_users_args() -> None:
+    start = ("ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME) "
+             "--cluster-namespace $(RAY_CLUSTER_NAMESPACE)")  # fmt: skip
+    sidecar = build_head_pod(_cluster(enableInTreeAutoscaling=True))["spec"]["containers"][-1]
+    assert (sidecar["command"], sidecar["args"]) == (["/bin/bash", "-c", "--"], [start])
+    assert _env(sidecar)["KUBERAY_GEN_AUTOSCALER_START_CMD"] == start
+    # The env var is defined after RAY_CLUSTER_NAME, so Kubernetes expands $(...) in it.
+    env_names = [e["name"] for e in sidecar["env"]]
+    assert env_names.index("RAY_CLUSTER_NAME") < env_names.index("KUBERAY_GEN_AUTOSCALER_START_CMD")
+    wrapped = {"command": ["/bin/bash", "-lc", "--"],
+               "args": ["ulimit -n 65536; $KUBERAY_GEN_AUTOSCALER_START_CMD"]}  # fmt: skip
+    cluster = _cluster(enableInTreeAutoscaling=True, autoscalerOptions=wrapped)
+    sidecar = build_head_pod(cluster)["spec"]["containers"][-1]
+    assert (sidecar["command"], sidecar["args"]) == (wrapped["command"], wrapped["args"])
+    assert _env(sidecar)["KUBERAY_GEN_AUTOSCALER_START_CMD"] == start
+    mine = {"env": [{"name": "KUBERAY_GEN_AUTOSCALER_START_CMD", "value": "true"}]}
+    with pytest.raises(InvalidSpec, match="autoscalerOptions.env must not set KUBERAY_GEN_"):
+        validate(_cluster(enableInTreeAutoscaling=True, autoscalerOptions=mine))
+
+
 @pytest.mark.parametrize(
     ("options", "head_env"),
     [({"version": "v1"}, "false"), ({"version": "v2"}, "true"), ({}, None), (None, None)],
@@ -238,7 +258,7 @@ def test_logical_resources_and_labels_override_start_params() -> None:
     pod = build_worker_pod(cluster, cluster.worker_groups[0])
     start = _env(pod["spec"]["containers"][0])["KUBERAY_GEN_RAY_START_CMD"]
     assert "--num-cpus=16" in start
-    assert """--resources='{"TPU": 4, "accel": 0.5}'""" in start
+    assert """--resources='{"TPU":4,"accel":0.5}'""" in start
     assert "--labels=kind=big,zone=a" in start
     assert pod["metadata"]["labels"]["zone"] == "a"
 
@@ -342,6 +362,51 @@ def test_service_headless_by_default_and_typed_when_asked() -> None:
     svc = build_head_service(Cluster.from_body(body))
     assert svc["spec"]["type"] == "NodePort" and "clusterIP" not in svc["spec"]
     assert svc["metadata"]["annotations"] == {"a": "b"}
+
+
+def _tpu_group(hosts: int, **start_params: str) -> dict[str, Any]:
+    return {
+        "groupName": "tpu", "replicas": 1, "numOfHosts": hosts, "rayStartParams": start_params,
+        "template": {"spec": {"containers": [{
+            "name": "w", "image": "rayproject/ray:2.60.0",
+            "resources": {"limits": {"cpu": "1", "google.com/tpu": "4"}},
+        }]}},
+    }  # fmt: skip
+
+
+def _start_flags(pod: dict[str, Any]) -> str:
+    return _env(pod["spec"]["containers"][0])["KUBERAY_GEN_RAY_START_CMD"]
+
+
+def test_tpu_limits_become_a_ray_resource_unless_one_is_named() -> None:
+    cluster = _cluster(workerGroupSpecs=[_tpu_group(1)])
+    assert """--resources='{"TPU":4}'""" in _start_flags(
+        build_worker_pod(cluster, cluster.worker_groups[0]))  # fmt: skip
+    # Added to the user's own resources, kept when they already say how many TPUs.
+    cluster = _cluster(workerGroupSpecs=[_tpu_group(1, resources="'{\"disk\": 1}'")])
+    assert """--resources='{"TPU":4,"disk":1}'""" in _start_flags(
+        build_worker_pod(cluster, cluster.worker_groups[0]))  # fmt: skip
+    cluster = _cluster(workerGroupSpecs=[_tpu_group(1, resources="'{\"TPU\": 2}'")])
+    assert """--resources='{"TPU": 2}'""" in _start_flags(
+        build_worker_pod(cluster, cluster.worker_groups[0]))  # fmt: skip
+    # GPUs are Ray's own: --num-gpus, no --resources.
+    plain = _cluster()
+    flags = _start_flags(build_worker_pod(plain, plain.worker_groups[0]))
+    assert "--num-gpus=2" in flags and "--resources" not in flags
+
+
+def test_multi_host_groups_get_a_headless_service_of_every_worker() -> None:
+    assert build_headless_service(_cluster()) is None
+    assert build_headless_service(_cluster(workerGroupSpecs=[_tpu_group(1)])) is None
+    svc = build_headless_service(_cluster(workerGroupSpecs=[_tpu_group(2)]))
+    assert svc is not None
+    assert svc["metadata"]["name"] == "rc-headless"
+    assert svc["metadata"]["labels"] == {"ray.io/headless-worker-svc": "rc"}
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert svc["spec"] == {
+        "clusterIP": "None", "type": "ClusterIP", "publishNotReadyAddresses": True,
+        "selector": {"ray.io/cluster": "rc", "ray.io/node-type": "worker"},
+    }  # fmt: skip
 
 
 # -- planner ----------------------------------------------------------------------------------
@@ -455,6 +520,22 @@ def test_status_ready_with_kuberay_fields_and_quiet_when_unchanged() -> None:
     assert status["head"]["podIP"] == "10.0.0.1"  # KubeRay's spelling, kept by the schema
     again = build_status(cluster, 3, pods, service, status, failure=None, now=LATER)
     assert not changed(status, again) and again["lastUpdateTime"] == NOW
+
+
+def test_endpoints_are_node_ports_where_the_service_has_them() -> None:
+    cluster = _cluster()
+    service = build_head_service(cluster)
+    service["spec"]["type"] = "NodePort"
+    for i, port in enumerate(service["spec"]["ports"]):  # as the apiserver fills them in
+        port.update(targetPort=port["port"], nodePort=30000 + i)
+    service["spec"]["ports"].append({"port": 9999, "targetPort": 9999})  # unnamed: left out
+    status = build_status(cluster, 3, _running(cluster, 2), service, {}, failure=None, now=NOW)
+    assert status["endpoints"] == {
+        "client": "30000", "gcs-server": "30001", "dashboard": "30002", "metrics": "30003",
+        "serve": "30004"}  # fmt: skip
+    service["spec"]["ports"][0] = {"name": "client", "port": 80, "targetPort": "client"}
+    status = build_status(cluster, 3, _running(cluster, 2), service, {}, failure=None, now=NOW)
+    assert status["endpoints"]["client"] == "client"  # a named target port, as KubeRay says it
 
 
 def test_status_reports_failures_and_suspension() -> None:

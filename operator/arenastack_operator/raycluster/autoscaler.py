@@ -19,9 +19,10 @@ CONTAINER_RESOURCES: Final = {
     "requests": {"cpu": "500m", "memory": "512Mi"},
 }
 DEFAULT_PULL_POLICY: Final = "IfNotPresent"
-COMMAND: Final = ["ray"]
-ARGS: Final = ["kuberay-autoscaler", "--cluster-name", "$(RAY_CLUSTER_NAME)",
-               "--cluster-namespace", "$(RAY_CLUSTER_NAMESPACE)"]  # fmt: skip
+# Also in the container's env (names.ENV_AUTOSCALER_START_CMD), so that a user's own
+# autoscalerOptions.args can wrap it ("ulimit -n 65536; $KUBERAY_GEN_AUTOSCALER_START_CMD").
+START_CMD: Final = ("ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME) "
+                    "--cluster-namespace $(RAY_CLUSTER_NAMESPACE)")  # fmt: skip
 # What `ray kuberay-autoscaler` calls (reference: "It needs a ServiceAccount ... bound to a Role").
 ROLE_RULES: Final = (
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
@@ -51,13 +52,14 @@ def build_container(cluster: Cluster, ray: Mapping[str, Any], log_volume: str) -
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "RAY_HEAD_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "KUBERAY_CRD_VER", "value": constants.RAY_VERSION},
+        {"name": names.ENV_AUTOSCALER_START_CMD, "value": START_CMD},
     ]  # fmt: skip
     container: dict[str, Any] = {
         "name": names.AUTOSCALER_CONTAINER,
         "image": ray.get("image"),
         "imagePullPolicy": DEFAULT_PULL_POLICY,
-        "command": list(COMMAND),
-        "args": list(ARGS),
+        "command": list(names.SHELL),
+        "args": [START_CMD],
         "env": env,
         "resources": copy.deepcopy(CONTAINER_RESOURCES),
         "volumeMounts": [{"name": log_volume, "mountPath": names.LOG_PATH}],

@@ -39,7 +39,7 @@ from arenastack_operator.queuecontroller import register_queue_controller
 from arenastack_operator.raycluster import autoscaler, names, plan, podstate, redis_cleanup
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
 from arenastack_operator.raycluster.resources import QuantityError
-from arenastack_operator.raycluster.service import build_head_service
+from arenastack_operator.raycluster.service import build_head_service, build_headless_service
 from arenastack_operator.raycluster.status import (
     REASON_INVALID_SPEC,
     Failure,
@@ -95,7 +95,10 @@ class Controller(controller.Controller):
             core_path(namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
         )
         pods = [p for p in labelled if podstate.owned_by(p, cluster.uid)]
-        service = await self._ensure_service(cluster)
+        service = await self._ensure_service(cluster, build_head_service(cluster))
+        headless = build_headless_service(cluster)
+        if headless is not None:
+            await self._ensure_service(cluster, headless)
         if cluster.autoscaling:
             await self._ensure_autoscaler_rbac(cluster)
         try:
@@ -147,8 +150,9 @@ class Controller(controller.Controller):
                 await self.event(body, "Warning", reason, message)
         return failure
 
-    async def _ensure_service(self, cluster: Cluster) -> dict[str, Any] | None:
-        desired = build_head_service(cluster)
+    async def _ensure_service(
+        self, cluster: Cluster, desired: dict[str, Any]
+    ) -> dict[str, Any] | None:
         path = object_path(desired, desired["metadata"]["name"])
         service = await self.api.get(path)
         if service is not None:

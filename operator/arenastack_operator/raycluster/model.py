@@ -14,6 +14,7 @@ from arenastack_operator import constants
 from arenastack_operator.raycluster.names import (
     ANNOTATION_FT_ENABLED,
     ANNOTATION_STORAGE_NAMESPACE,
+    ENV_AUTOSCALER_START_CMD,
     head_service_name,
 )
 from arenastack_operator.raycluster.spec import (
@@ -206,6 +207,13 @@ def validate(cluster: Cluster) -> None:
         raise InvalidSpec(
             f"spec.autoscalerOptions.version and the head container's {ENV_AUTOSCALER_V2} "
             "cannot both be set; keep autoscalerOptions.version"
+        )
+    if options is not None and any(
+        e.get("name") == ENV_AUTOSCALER_START_CMD for e in options.env or []
+    ):
+        raise InvalidSpec(
+            f"spec.autoscalerOptions.env must not set {ENV_AUTOSCALER_START_CMD}: the "
+            "operator sets it to the autoscaler's start command, for your args to run"
         )
     ft = spec.gcs_fault_tolerance_options
     if ft is not None:

@@ -18,11 +18,18 @@ LABEL_GROUP: Final = "ray.io/group"
 LABEL_IDENTIFIER: Final = "ray.io/identifier"
 LABEL_IS_RAY_NODE: Final = "ray.io/is-ray-node"
 LABEL_CREATED_BY: Final = "app.kubernetes.io/created-by"
+# On the Service through which the pods of multi-host worker groups find each other.
+LABEL_HEADLESS_WORKER_SVC: Final = "ray.io/headless-worker-svc"
 # KubeRay's value of app.kubernetes.io/name on every child; dashboards select on it.
 APP_NAME: Final = "kuberay"
 NODE_HEAD: Final = "head"
 NODE_WORKER: Final = "worker"
 HEAD_GROUP: Final = HEAD_GROUP_NAME
+
+# Ray containers (and the autoscaler's) run their start command through this shell, as KubeRay's.
+SHELL: Final = ("/bin/bash", "-c", "--")
+# Holds the autoscaler's generated start command, for a user's own args to run it.
+ENV_AUTOSCALER_START_CMD: Final = "KUBERAY_GEN_AUTOSCALER_START_CMD"
 
 # Set on pods of a cluster with GCS fault tolerance (KubeRay's key).
 ANNOTATION_FT_ENABLED: Final = "ray.io/ft-enabled"
@@ -66,6 +73,11 @@ _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 
 def head_service_name(cluster: str) -> str:
     return f"{cluster}-head-svc"
+
+
+def headless_service_name(cluster: str) -> str:
+    """The Service of multi-host worker groups (numOfHosts > 1), KubeRay's name for it."""
+    return f"{cluster}-headless"
 
 
 def head_fqdn(cluster: str, namespace: str) -> str:

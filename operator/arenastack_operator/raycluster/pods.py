@@ -22,7 +22,7 @@ from arenastack_operator.raycluster.model import ENV_AUTOSCALER_V2, Cluster
 from arenastack_operator.raycluster.spec import WorkerGroupSpec
 
 ULIMIT: Final = "ulimit -n ${RAY_START_ULIMIT_OPEN_FILES:-65536}"
-SHELL: Final = ["/bin/bash", "-c", "--"]
+SHELL: Final = list(names.SHELL)
 RESTART_NEVER: Final = "Never"
 ENV_STORAGE_NAMESPACE: Final = "RAY_external_storage_namespace"
 # Ray's logical resources that have their own `ray start` flag; the rest go to --resources.
@@ -80,6 +80,32 @@ def build_worker_pod(cluster: Cluster, group: WorkerGroupSpec) -> dict[str, Any]
     return _finish(cluster, template, names.NODE_WORKER, group.group_name, group.labels)
 
 
+def _number(value: float) -> float | int:
+    return int(value) if value.is_integer() else value
+
+
+def _resources_flag(custom: Mapping[str, float | int]) -> str:
+    """--resources as KubeRay writes it: compact JSON with sorted keys, single-quoted."""
+    return shlex.quote(json.dumps(dict(custom), sort_keys=True, separators=(",", ":")))
+
+
+def _add_accelerator(params: dict[str, str], limits: Mapping[str, Any], where: str) -> None:
+    """A TPU or Neuron core limit becomes a Ray resource (TPU, neuron_cores) unless --resources
+    already names one, as KubeRay adds it: Ray does not detect these devices by itself."""
+    accelerator = resources.custom_accelerator(limits, f"{where}.limits")
+    if accelerator is None:
+        return
+    try:
+        custom = json.loads(params.get("resources", "{}").strip("'\"` "))
+    except ValueError:
+        return  # a --resources Ray cannot read either: `ray start` reports it
+    if not isinstance(custom, dict) or custom.keys() & resources.ACCELERATOR_RAY_NAMES:
+        return
+    name, value = accelerator
+    custom[name] = _number(float(value))
+    params["resources"] = _resources_flag(custom)
+
+
 def pod_labels(cluster: Cluster, node_type: str, group: str) -> dict[str, str]:
     """The labels the operator owns on every Ray pod (Ray's autoscaler needs node-type, group)."""
     return {
@@ -125,10 +151,10 @@ def ray_start_params(
         if key in _LOGICAL_FLAGS:
             params[_LOGICAL_FLAGS[key]] = value
         else:
-            number = float(value)
-            custom[key] = int(number) if number.is_integer() else number
+            custom[key] = _number(float(value))
     if custom:
-        params["resources"] = shlex.quote(json.dumps(custom, sort_keys=True))
+        params["resources"] = _resources_flag(custom)
+    _add_accelerator(params, limits, where)
     if node_labels:
         params["labels"] = shlex.quote(",".join(f"{k}={v}" for k, v in sorted(node_labels.items())))
 

@@ -12,6 +12,10 @@ from kubernetes.utils import parse_quantity
 CPU: Final = "cpu"
 MEMORY: Final = "memory"
 TPU: Final = "google.com/tpu"
+NEURON_CORE: Final = "aws.amazon.com/neuroncore"
+# Devices Ray does not detect in a pod: their limits become these Ray resources.
+ACCELERATOR_RAY_NAMES_OF: Final = {NEURON_CORE: "neuron_cores", TPU: "TPU"}
+ACCELERATOR_RAY_NAMES: Final = frozenset(ACCELERATOR_RAY_NAMES_OF.values())
 _BINARY_SUFFIXES: Final = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30),
                            ("Mi", 2**20), ("Ki", 2**10))  # fmt: skip
 
@@ -43,6 +47,17 @@ def gpu_limit(limits: Mapping[str, Any], where: str) -> Decimal | None:
             value = parse(limits[name], f"{where}.{name}")
             if value:
                 return value
+    return None
+
+
+def custom_accelerator(limits: Mapping[str, Any], where: str) -> tuple[str, Decimal] | None:
+    """(Ray resource name, count) of the first accelerator limit, in KubeRay's order (the
+    limits' names sorted), that is not zero."""
+    for name in sorted(limits):
+        if name in ACCELERATOR_RAY_NAMES_OF:
+            value = parse(limits[name], f"{where}.{name}")
+            if value:
+                return ACCELERATOR_RAY_NAMES_OF[name], value
     return None
 
 

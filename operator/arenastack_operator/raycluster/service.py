@@ -1,4 +1,5 @@
-"""The head Service `<cluster>-head-svc` (no I/O)."""
+"""The Services of a RayCluster (no I/O): the head's `<cluster>-head-svc` and, for multi-host
+worker groups, `<cluster>-headless`."""
 
 from __future__ import annotations
 
@@ -74,3 +75,28 @@ def build_head_service(cluster: Cluster) -> dict[str, Any]:
     if annotations:
         metadata["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+def build_headless_service(cluster: Cluster) -> dict[str, Any] | None:
+    """For worker groups of several hosts per replica (TPU slices, for instance): a headless
+    Service over every worker, ready or not, by which the hosts of a replica find each other
+    before Ray is up. None when no group has more than one host."""
+    if not any(group.num_of_hosts > 1 for group in cluster.worker_groups):
+        return None
+    selector = {names.LABEL_CLUSTER: cluster.name, names.LABEL_NODE_TYPE: names.NODE_WORKER}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.headless_service_name(cluster.name),
+            "namespace": cluster.namespace,
+            "labels": {names.LABEL_HEADLESS_WORKER_SVC: cluster.name},
+            "ownerReferences": [cluster.owner_reference],
+        },
+        "spec": {
+            "clusterIP": HEADLESS,
+            "type": CLUSTER_IP,
+            "publishNotReadyAddresses": True,
+            "selector": selector,
+        },
+    }

@@ -86,9 +86,7 @@ def build_status(
         status.update(_desired_resources(cluster))
         status["head"] = _head_info(head, service)
         if service is not None:
-            status["endpoints"] = {
-                str(p["name"]): str(p["port"]) for p in service["spec"].get("ports") or []
-            }
+            status["endpoints"] = _endpoints(service)
         if head is None:
             condition(CONDITION_HEAD_POD_READY, False, REASON_HEAD_NOT_FOUND, "no head pod")
         elif podstate.is_ready(head):
@@ -205,6 +203,20 @@ def _desired_resources(cluster: Cluster) -> dict[str, str]:
         "desiredGPU": resources.format_count(gpus),
         "desiredTPU": resources.format_count(totals.get(resources.TPU, zero)),
     }
+
+
+def _endpoints(service: Mapping[str, Any]) -> dict[str, str]:
+    """Each named port where a client reaches it, as KubeRay reports it: the node port of a
+    NodePort or LoadBalancer Service, else the target port (the apiserver defaults it to the
+    port)."""
+    endpoints: dict[str, str] = {}
+    for port in service["spec"].get("ports") or []:
+        if not port.get("name"):
+            continue
+        where = port.get("nodePort") or port.get("targetPort") or port.get("port")
+        if where:
+            endpoints[str(port["name"])] = str(where)
+    return endpoints
 
 
 def _head_info(head: Pod | None, service: Mapping[str, Any] | None) -> dict[str, str]:
