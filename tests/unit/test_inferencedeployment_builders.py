@@ -184,7 +184,7 @@ def test_replica_larger_than_a_node_becomes_a_raycluster() -> None:
     assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == 1
     worker = group["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"][names.GPU_RESOURCE] == 8
-    assert cluster["metadata"]["annotations"][workloads.KUBERAY_OVERWRITE_COMMAND] == "true"
+    assert cluster["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
     labels = cluster["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
     assert labels[constants.LABEL_COMPONENT] == names.COMPONENT_ENGINE
 

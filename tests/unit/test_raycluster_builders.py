@@ -176,6 +176,30 @@ def test_user_command_runs_before_ray_start_unless_it_starts_ray_itself() -> Non
     assert (ray["command"], ray["args"]) == (["sh", "-c"], ["ray start --head --block"])
 
 
+def test_overwrite_container_cmd_keeps_the_users_command_as_written() -> None:
+    body = _body()
+    body["metadata"]["annotations"] = {"ray.io/overwrite-container-cmd": "true"}
+    head = body["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["command"], head["args"] = ["/bin/bash", "-c", "--"], ["$KUBERAY_GEN_RAY_START_CMD"]
+    cluster = Cluster.from_body(body)
+    pod = build_head_pod(cluster)
+    ray = pod["spec"]["containers"][0]
+    assert ray["args"] == ["$KUBERAY_GEN_RAY_START_CMD"]
+    assert _env(ray)["KUBERAY_GEN_RAY_START_CMD"].startswith("ray start --head ")
+    assert pod["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    worker = build_worker_pod(cluster, cluster.worker_groups[0])["spec"]["containers"][0]
+    assert "command" not in worker and "args" not in worker  # the image's own entrypoint
+    # The annotation on one group's template alone: that group only.
+    del body["metadata"]["annotations"]
+    body["spec"]["headGroupSpec"]["template"]["metadata"]["annotations"] = {
+        "ray.io/overwrite-container-cmd": "TRUE"}  # fmt: skip
+    cluster = Cluster.from_body(body)
+    assert build_head_pod(cluster)["spec"]["containers"][0]["args"] == [
+        "$KUBERAY_GEN_RAY_START_CMD"]  # fmt: skip
+    worker = build_worker_pod(cluster, cluster.worker_groups[0])["spec"]["containers"][0]
+    assert worker["args"][0].startswith("ulimit -n")
+
+
 def test_old_ray_gets_exec_probes_and_user_probes_are_kept() -> None:
     body = _body(rayVersion="2.52.0")
     head = body["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
@@ -279,6 +303,42 @@ def test_gcs_fault_tolerance_env() -> None:
     assert _env(worker["spec"]["containers"][0])["RAY_gcs_rpc_server_reconnect_timeout_s"] == "600"
 
 
+def _with_redis_env(body: dict[str, Any]) -> dict[str, Any]:
+    head = body["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["env"].append({"name": "RAY_REDIS_ADDRESS", "value": "redis:6379"})
+    return body
+
+
+def test_gcs_fault_tolerance_by_the_older_annotation() -> None:
+    body = _with_redis_env(_body())
+    body["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true",
+                                       names.ANNOTATION_STORAGE_NAMESPACE: "mine"}  # fmt: skip
+    cluster = Cluster.from_body(body)
+    validate(cluster)
+    assert cluster.ft_enabled and cluster.redis_ft  # so the Redis cleanup finalizer is added
+    head = build_head_pod(cluster)
+    env = _env(head["spec"]["containers"][0])
+    assert (
+        env["RAY_REDIS_ADDRESS"] == "redis:6379" and env["RAY_external_storage_namespace"] == "mine"
+    )
+    assert head["metadata"]["annotations"][names.ANNOTATION_FT_ENABLED] == "true"
+    assert head["metadata"]["annotations"][names.ANNOTATION_STORAGE_NAMESPACE] == "mine"
+    worker = build_worker_pod(cluster, cluster.worker_groups[0])
+    assert _env(worker["spec"]["containers"][0])["RAY_gcs_rpc_server_reconnect_timeout_s"] == "600"
+    # "false" is no fault tolerance; then a Redis address in the env alone is refused.
+    body["metadata"]["annotations"][names.ANNOTATION_FT_ENABLED] = "false"
+    with pytest.raises(InvalidSpec, match="RAY_REDIS_ADDRESS on the head's Ray container turns"):
+        validate(Cluster.from_body(body))
+    no_redis = _body()
+    no_redis["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true"}
+    with pytest.raises(InvalidSpec, match='ray.io/ft-enabled: "true" needs RAY_REDIS_ADDRESS'):
+        validate(Cluster.from_body(no_redis))
+    both = _body(gcsFaultToleranceOptions={"redisAddress": "redis:6379"})
+    both["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true"}
+    with pytest.raises(InvalidSpec, match="cannot both be set; keep gcsFaultToleranceOptions"):
+        validate(Cluster.from_body(both))
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -344,10 +404,6 @@ def test_what_asks_for_nothing_more_is_not_refused() -> None:
     # KubeRay's spelling of the token-auth switch is the one the schema takes.
     spec = _cluster(authOptions={"mode": "disabled", "enableK8sTokenAuth": False}).spec
     assert spec.auth_options.enable_k8s_token_auth is False
-    older = _body()
-    older["metadata"]["annotations"] = {names.ANNOTATION_FT_ENABLED: "true"}
-    with pytest.raises(InvalidSpec, match="ray.io/ft-enabled .* use spec.gcsFaultToleranceOptions"):
-        validate(Cluster.from_body(older))
 
 
 def test_service_headless_by_default_and_typed_when_asked() -> None:

@@ -15,6 +15,7 @@ from arenastack_operator.hashing import spec_hash
 from arenastack_operator.inferencedeployment import engine, names
 from arenastack_operator.inferencedeployment.spec import InferenceDeploymentSpec
 from arenastack_operator.inferencedeployment.topology import Topology
+from arenastack_operator.raycluster import names as raycluster_names
 
 # vllm-router's names for the API's routing policies.
 ROUTER_POLICIES: Final = {
@@ -26,9 +27,6 @@ ROUTER_POLICIES: Final = {
 RAY_VERSION: Final = "2.60.0"  # recorded in the RayCluster; the image decides the real one
 RAY_WORKER_GROUP: Final = "gpu"
 RAY_WORKER_CONTAINER: Final = "ray-worker"
-# KubeRay runs the head container's own command only with this annotation (else it appends
-# `ray start`); the engine's command starts the Ray head itself, then the engine.
-KUBERAY_OVERWRITE_COMMAND: Final = "ray.io/overwrite-container-cmd"
 MAX_SURGE: Final = 1
 ROUTER_READINESS_PERIOD_S: Final = 2
 # With scale to zero the router holds a request that finds no replica by retrying it with these
@@ -196,8 +194,10 @@ def ray_cluster(
     template_hash = spec_hash({"head": head, "worker": worker, "common": common})
     head_labels = names.labels(owner.name, names.COMPONENT_ENGINE)
     metadata = _metadata(owner, name, names.COMPONENT_ENGINE)
+    # KubeRay runs the head container's own command only with this annotation (else it
+    # appends `ray start`); the engine's command starts the Ray head itself, then the engine.
     metadata["annotations"] = {
-        KUBERAY_OVERWRITE_COMMAND: "true",
+        raycluster_names.ANNOTATION_OVERWRITE_CMD: "true",
         names.ANNOTATION_SPEC_HASH: template_hash,
     }
     return {

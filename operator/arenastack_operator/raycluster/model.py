@@ -13,6 +13,7 @@ from typing import Any, Final
 from arenastack_operator import constants
 from arenastack_operator.raycluster.names import (
     ANNOTATION_FT_ENABLED,
+    ANNOTATION_OVERWRITE_CMD,
     ANNOTATION_STORAGE_NAMESPACE,
     ENV_AUTOSCALER_START_CMD,
     head_service_name,
@@ -111,14 +112,19 @@ class Cluster:
         return int(params.get("port", "6379"))
 
     @property
+    def ft_by_annotation(self) -> bool:
+        """GCS fault tolerance the older way: the annotation, Redis named by the head's env."""
+        return self.annotations.get(ANNOTATION_FT_ENABLED, "").lower() == "true"
+
+    @property
     def ft_enabled(self) -> bool:
-        return self.spec.gcs_fault_tolerance_options is not None
+        return self.spec.gcs_fault_tolerance_options is not None or self.ft_by_annotation
 
     @property
     def redis_ft(self) -> bool:
         """GCS fault tolerance whose state lives in an external Redis (the one backend served)."""
         ft = self.spec.gcs_fault_tolerance_options
-        return ft is not None and ft.backend != "rocksdb"
+        return self.ft_by_annotation if ft is None else ft.backend != "rocksdb"
 
     @property
     def storage_namespace(self) -> str:
@@ -128,6 +134,10 @@ class Cluster:
         if ft is not None and ft.external_storage_namespace:
             return ft.external_storage_namespace
         return self.annotations.get(ANNOTATION_STORAGE_NAMESPACE) or self.uid
+
+    @property
+    def overwrites_container_cmd(self) -> bool:
+        return self.annotations.get(ANNOTATION_OVERWRITE_CMD, "").lower() == "true"
 
     @property
     def managed_elsewhere(self) -> bool:
@@ -185,12 +195,6 @@ def refuse_unsupported(cluster: Cluster) -> None:
         raise InvalidSpec(f"spec.headGroupSpec.headService.metadata.name (a head Service not "
                           f"named {head_service_name(cluster.name)}) {not_yet}; leave the name "
                           "out")  # fmt: skip
-    if (cluster.annotations.get(ANNOTATION_FT_ENABLED) == "true"
-            and spec.gcs_fault_tolerance_options is None):  # fmt: skip
-        older = (
-            f"the annotation {ANNOTATION_FT_ENABLED} (the older way to turn on GCS fault tolerance)"
-        )
-        raise InvalidSpec(f"{older} {not_yet}; use spec.gcsFaultToleranceOptions")
 
 
 def validate(cluster: Cluster) -> None:
@@ -215,6 +219,7 @@ def validate(cluster: Cluster) -> None:
             f"spec.autoscalerOptions.env must not set {ENV_AUTOSCALER_START_CMD}: the "
             "operator sets it to the autoscaler's start command, for your args to run"
         )
+    _validate_ft_annotation(cluster)
     ft = spec.gcs_fault_tolerance_options
     if ft is not None:
         if ft.backend == "rocksdb":
@@ -239,6 +244,28 @@ def validate(cluster: Cluster) -> None:
             value = params.get(key)
             if value is not None and not _is_number(value):
                 raise InvalidSpec(f"{where}.rayStartParams.{key}: {value!r} is not a number")
+
+
+def _validate_ft_annotation(cluster: Cluster) -> None:
+    """KubeRay's rules for the older way, plus one: the annotation without a Redis address
+    would give a cluster that loses its state with its head, which is not what was asked."""
+    annotation = cluster.annotations.get(ANNOTATION_FT_ENABLED)
+    address = env_value(cluster.head_container, ENV_REDIS_ADDRESS)
+    if annotation and cluster.spec.gcs_fault_tolerance_options is not None:
+        raise InvalidSpec(
+            f"the annotation {ANNOTATION_FT_ENABLED} and spec.gcsFaultToleranceOptions cannot "
+            "both be set; keep gcsFaultToleranceOptions"
+        )
+    if cluster.ft_by_annotation and not address:
+        raise InvalidSpec(
+            f"the annotation {ANNOTATION_FT_ENABLED}: \"true\" needs {ENV_REDIS_ADDRESS} on "
+            "the head's Ray container (or use spec.gcsFaultToleranceOptions.redisAddress)"
+        )
+    if not cluster.ft_enabled and address:
+        raise InvalidSpec(
+            f"{ENV_REDIS_ADDRESS} on the head's Ray container turns on GCS fault tolerance only "
+            "with spec.gcsFaultToleranceOptions; set it there"
+        )
 
 
 def _all_start_params(cluster: Cluster) -> list[tuple[str, Mapping[str, str]]]:

@@ -37,6 +37,9 @@ ANNOTATION_FT_ENABLED: Final = "ray.io/ft-enabled"
 # RayCluster (overridden by gcsFaultToleranceOptions.externalStorageNamespace), and by the
 # operator on the head pod and the Redis cleanup Job (KubeRay's key).
 ANNOTATION_STORAGE_NAMESPACE: Final = "ray.io/external-storage-namespace"
+# "true" on a RayCluster (or a group's pod template): the Ray container's command and args are
+# kept as written; it runs `ray start` itself, from $KUBERAY_GEN_RAY_START_CMD for instance.
+ANNOTATION_OVERWRITE_CMD: Final = "ray.io/overwrite-container-cmd"
 # Hash of the spec a pod was built from; upgradeStrategy Recreate replaces pods whose hash differs.
 ANNOTATION_POD_HASH: Final = f"{constants.GROUP}/pod-template-hash"
 

@@ -53,7 +53,7 @@ def build_head_pod(cluster: Cluster) -> dict[str, Any]:
     params = ray_start_params(
         cluster, names.NODE_HEAD, group.ray_start_params, group.resources, group.labels, ray
     )
-    _prepare_ray_container(cluster, ray, names.NODE_HEAD, params)
+    _prepare_ray_container(cluster, template, ray, names.NODE_HEAD, params)
     _add_env(ray, _head_env(cluster))
     if cluster.autoscaling:
         pod_spec["serviceAccountName"] = autoscaler.service_account_name(cluster)
@@ -71,7 +71,7 @@ def build_worker_pod(cluster: Cluster, group: WorkerGroupSpec) -> dict[str, Any]
         cluster, names.NODE_WORKER, group.ray_start_params, group.resources, group.labels, ray
     )
     user_env = copy.deepcopy(ray.get("env") or [])
-    _prepare_ray_container(cluster, ray, names.NODE_WORKER, params)
+    _prepare_ray_container(cluster, template, ray, names.NODE_WORKER, params)
     _add_env(ray, _worker_env(cluster))
     pod_spec["initContainers"] = [
         _wait_gcs_container(cluster, ray, user_env, user_mounts),
@@ -207,12 +207,23 @@ def pod_hash(pod: Mapping[str, Any]) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def _overwrites_command(cluster: Cluster, template: Mapping[str, Any]) -> bool:
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    own = str(annotations.get(names.ANNOTATION_OVERWRITE_CMD, "")).lower() == "true"
+    return cluster.overwrites_container_cmd or own
+
+
 def _prepare_ray_container(
-    cluster: Cluster, ray: dict[str, Any], node_type: str, params: Mapping[str, str]
+    cluster: Cluster,
+    template: Mapping[str, Any],
+    ray: dict[str, Any],
+    node_type: str,
+    params: Mapping[str, str],
 ) -> None:
     start = ray_start_command(node_type, params)
     user_command = " ".join([*(ray.get("command") or []), *(ray.get("args") or [])])
-    if "ray start" not in user_command:
+    # A command that runs `ray start` itself is kept too (KubeRay's older rule).
+    if not _overwrites_command(cluster, template) and "ray start" not in user_command:
         script = f"{user_command} && {start}" if user_command else start
         ray["command"] = list(SHELL)
         ray["args"] = [f"{ULIMIT}; {script}"]
@@ -246,6 +257,8 @@ def _finish(
         annotations[names.ANNOTATION_FT_ENABLED] = str(cluster.ft_enabled).lower()
     if cluster.redis_ft and node_type == names.NODE_HEAD:
         annotations[names.ANNOTATION_STORAGE_NAMESPACE] = cluster.storage_namespace
+    if cluster.overwrites_container_cmd:
+        annotations[names.ANNOTATION_OVERWRITE_CMD] = "true"
     pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -310,6 +323,7 @@ def _head_env(cluster: Cluster) -> list[dict[str, Any]]:
                                  ("REDIS_USERNAME", ft.redis_username)):  # fmt: skip
             if credential is not None:
                 env.append({"name": name, **credential.to_json()})
+    if cluster.ft_enabled:
         env.append({"name": ENV_STORAGE_NAMESPACE, "value": cluster.storage_namespace})
     return env
 
