@@ -1,6 +1,7 @@
 """RayJobs on the real node, reconciled by the chart's operator pod: the example runs to
 SUCCEEDED through its submitter Job and its cluster is deleted after; a failing entrypoint
-(submitted by the operator itself, HTTPMode) ends FAILED with Ray's message; a suspended job
+(submitted by the operator itself, HTTPMode) is retried once (backoffLimit 1) on a new
+cluster, then ends FAILED with Ray's message; a suspended job
 makes no cluster until it is released; deleting a running RayJob stops its Ray job."""
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def example(local_cluster, chart_operator):
 def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
     cl = local_cluster
     failing = _variant(
-        example, "fails", submissionMode="HTTPMode",
+        example, "fails", submissionMode="HTTPMode", backoffLimit=1,
         entrypoint="python -c \"raise SystemExit('no input rows')\"",
     )  # fmt: skip
     _apply(cl, example, failing)
@@ -98,7 +99,12 @@ def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
     failed = _wait(cl, "fails", _deployment("Failed"), "Failed")["status"]
     assert failed["jobStatus"] == "FAILED" and failed["reason"] == "AppFailed", failed
     assert "no input rows" in failed["message"] or "exit code 1" in failed["message"], failed
-    assert failed["failed"] == 1
+    # backoffLimit 1: a second attempt, on a cluster of its own, before the end.
+    assert failed["failed"] == 2, failed
+    events = json.loads(cl.kubectl(
+        "get", "events", "-n", NAMESPACE, "--field-selector",
+        "involvedObject.name=fails,reason=Retrying", "-o", "json").stdout)["items"]  # fmt: skip
+    assert len(events) == 1 and events[0]["message"].startswith("Running -> Retrying"), events
     assert _get(cl, "job", "fails") is None  # HTTPMode: no submitter
 
 

@@ -47,7 +47,7 @@ def job(**spec: Any) -> Job:
         ({"entrypointResources": '{"a": "x"}'}, "spec.entrypointResources"),
         ({"submissionMode": "InteractiveMode"}, "InteractiveMode is not supported yet"),
         ({"submissionMode": "SidecarMode"}, "SidecarMode is not supported yet"),
-        ({"backoffLimit": 2}, "spec.backoffLimit above 0"),
+        ({"backoffLimit": -1}, "spec.backoffLimit must not be negative"),
         (
             {
                 "deletionStrategy": {
@@ -210,6 +210,29 @@ def test_a_terminal_ray_job_ends_the_deployment_only_once_the_submitter_is_done(
     failed = st.with_job_info(status, {**info, "status": "FAILED"}, {}, True, NOW)
     assert failed["jobDeploymentStatus"] == st.FAILED
     assert failed["reason"] == st.REASON_APP_FAILED and failed["failed"] == 1
+
+
+def test_a_failure_is_retried_on_a_new_cluster_while_backoff_limit_allows():
+    j = job(backoffLimit=2)
+    status = st.initial(j, {}, "abcde", NOW)
+    info = {"status": "FAILED", "message": "boom"}
+    for attempt in (1, 2):
+        failed = st.with_job_info(status, info, {}, True, NOW)
+        retrying = st.retry_if_allowed(j, st.RUNNING, failed)
+        assert retrying["jobDeploymentStatus"] == st.RETRYING and retrying["failed"] == attempt
+        # Released, then back to New: a new job id and cluster, the counts kept.
+        fresh = st.restarted(retrying)
+        assert fresh["jobDeploymentStatus"] == st.NEW and "jobId" not in fresh
+        status = st.initial(j, fresh, f"try{attempt}", NOW)
+        assert status["rayClusterName"] == f"pi-try{attempt}"
+    final = st.retry_if_allowed(j, st.RUNNING, st.with_job_info(status, info, {}, True, NOW))
+    assert final["jobDeploymentStatus"] == st.FAILED and final["failed"] == 3
+    # Without retries, a passed deadline, or a failure already recorded: as it is.
+    no_retries = st.with_job_info(st.initial(job(), {}, "x", NOW), info, {}, True, NOW)
+    assert st.retry_if_allowed(job(), st.RUNNING, no_retries)["jobDeploymentStatus"] == st.FAILED
+    late = st.deadline_failure(j, st.initial(j, {}, "x", NOW), NOW)
+    assert st.retry_if_allowed(j, st.RUNNING, late)["jobDeploymentStatus"] == st.FAILED
+    assert st.retry_if_allowed(j, st.FAILED, final)["jobDeploymentStatus"] == st.FAILED
 
 
 def test_the_submitter_outcome_reads_the_jobs_conditions():

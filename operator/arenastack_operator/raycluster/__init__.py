@@ -3,8 +3,9 @@
 Layers, each usable without the next:
 - spec.py: the typed API (it also generates the CRD); model.py: a parsed cluster with KubeRay's
   defaults and the checks the schema cannot make.
-- Pure builders: pods.py (head and worker pods), service.py (head and headless Services), autoscaler.py
-  (sidecar and its RBAC), plan.py (what to create and delete), status.py (KubeRay's status).
+- Pure builders: pods.py (head and worker pods), service.py (head and headless Services),
+  autoscaler.py (sidecar and its RBAC), plan.py (what to create and delete), status.py
+  (KubeRay's status).
   `python -m arenastack_operator.raycluster.render manifest.yaml` prints what they build.
 - handlers.py: watch events -> work queue -> reconcile with kubeclient.py.
 

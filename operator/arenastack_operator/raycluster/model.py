@@ -258,7 +258,7 @@ def _validate_ft_annotation(cluster: Cluster) -> None:
         )
     if cluster.ft_by_annotation and not address:
         raise InvalidSpec(
-            f"the annotation {ANNOTATION_FT_ENABLED}: \"true\" needs {ENV_REDIS_ADDRESS} on "
+            f'the annotation {ANNOTATION_FT_ENABLED}: "true" needs {ENV_REDIS_ADDRESS} on '
             "the head's Ray container (or use spec.gcsFaultToleranceOptions.redisAddress)"
         )
     if not cluster.ft_enabled and address:

@@ -20,7 +20,10 @@ Behaviour worth knowing:
   the cluster ttlSecondsAfterFinished after the end, keeping the submitter Job for its logs.
 - suspend deletes the cluster and submitter (Suspending -> Suspended); unsetting it starts
   the job afresh.
+- backoffLimit: a failure (but a passed deadline) with retries left goes to Retrying, which
+  deletes the cluster and submitter and starts again with a new job id and cluster; `failed`
+  counts every attempt, and the job ends Failed after backoffLimit + 1 of them.
 
 Refused with ValidationFailed as not supported yet: InteractiveMode, SidecarMode,
-deletionStrategy (behind a feature gate in KubeRay), backoffLimit above 0.
+deletionStrategy (behind a feature gate in KubeRay).
 """

@@ -41,7 +41,7 @@ logger = logging.getLogger("arenastack_operator.rayjob")
 
 POLL_S: Final = 3.0  # KubeRay's requeue period
 _SUFFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
-_POLLED: Final = (st.INITIALIZING, st.RUNNING, st.SUSPENDING)
+_POLLED: Final = (st.INITIALIZING, st.RUNNING, st.SUSPENDING, st.RETRYING)
 _CLUSTER_READY: Final = "ready"
 
 
@@ -98,6 +98,7 @@ class Controller(controller.Controller):
             return
         now = datetime.now(UTC)
         new = await self._step(body, job, previous, now)
+        new = st.retry_if_allowed(job, st.phase(previous), new)
         await self._write(body, previous, new)
         self._requeue(body, job, new, now)
 
@@ -123,10 +124,10 @@ class Controller(controller.Controller):
             if current == st.INITIALIZING:
                 return await self._submit(body, job, status, cluster)
             return await self._follow(job, status, cluster, now)
-        if current == st.SUSPENDING:
-            if await self._release(body, job, status, submitter=True):
-                return st.suspended(status)
-            return status
+        if current in (st.SUSPENDING, st.RETRYING):
+            if not await self._release(body, job, status, submitter=True):
+                return status
+            return st.suspended(status) if current == st.SUSPENDING else st.restarted(status)
         if current == st.SUSPENDED:
             return status if job.suspend else st.restarted(status)
         if current in st.TERMINAL:
@@ -261,7 +262,7 @@ class Controller(controller.Controller):
                                           meta.get("resourceVersion"))  # fmt: skip
         before, after = st.phase(previous), st.phase(new)
         if written and before != after:
-            warning = after in (st.FAILED, st.VALIDATION_FAILED)
+            warning = after in (st.FAILED, st.VALIDATION_FAILED, st.RETRYING)
             message = f"{before or 'New'} -> {after or 'New'}"
             if new.get("message") and warning:
                 message += f": {new['message']}"

@@ -124,8 +124,6 @@ def refuse_unsupported(job: Job) -> None:
         raise InvalidSpec(f"spec.deletionStrategy {not_yet} (KubeRay keeps it behind its "
                           "RayJobDeletionPolicy feature gate); use "
                           "shutdownAfterJobFinishes")  # fmt: skip
-    if (spec.backoff_limit or 0) > 0:
-        raise InvalidSpec(f"spec.backoffLimit above 0 (retries on new clusters) {not_yet}")
 
 
 def validate(job: Job) -> None:

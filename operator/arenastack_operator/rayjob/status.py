@@ -3,6 +3,7 @@ time. The handler reads the world (the cluster, the submitter Job, Ray's job inf
 it in; nothing here does I/O.
 
     ""  -> Initializing -> Running -> Complete | Failed
+    Initializing | Running -> Retrying -> "" (a failure with backoffLimit retries left)
     Initializing | Running -> Suspending -> Suspended -> "" (when suspend is set back)
     any, spec invalid      -> ValidationFailed -> "" (once the spec is fixed)
 """
@@ -23,6 +24,7 @@ FAILED: Final = "Failed"
 VALIDATION_FAILED: Final = "ValidationFailed"
 SUSPENDING: Final = "Suspending"
 SUSPENDED: Final = "Suspended"
+RETRYING: Final = "Retrying"
 TERMINAL: Final = (COMPLETE, FAILED)
 
 # Ray's job states.
@@ -116,6 +118,16 @@ def finish(
     return new
 
 
+def retry_if_allowed(job: Job, before: str, new: dict[str, Any]) -> dict[str, Any]:
+    """A job that has just failed goes to Retrying instead while it has failed no more than
+    backoffLimit times (KubeRay's rule; a passed deadline is final)."""
+    if before == FAILED or phase(new) != FAILED or new.get("reason") == REASON_DEADLINE_EXCEEDED:
+        return new
+    if int(new.get("failed") or 0) >= (job.spec.backoff_limit or 0) + 1:
+        return new
+    return {**new, "jobDeploymentStatus": RETRYING}
+
+
 def submitter_outcome(submitter: Mapping[str, Any] | None) -> tuple[bool, str | None, str | None]:
     """(finished, failure message or None, when it finished) of the submitter Job."""
     if submitter is None:
@@ -165,7 +177,8 @@ def suspended(status: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def restarted(status: Mapping[str, Any]) -> dict[str, Any]:
-    """Back to New (after a suspension or a fixed spec): the next reconcile starts afresh."""
+    """Back to New (after a suspension, a retry's release or a fixed spec): the next
+    reconcile starts afresh, with a new job id and cluster; the counts are kept."""
     new = {k: v for k, v in status.items() if k not in _RUN_FIELDS}
     new["jobStatus"] = JOB_NEW
     new["jobDeploymentStatus"] = NEW
