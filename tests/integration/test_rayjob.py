@@ -64,7 +64,8 @@ def events_of(cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     [
         ({"suspend": True, "shutdownAfterJobFinishes": False},
          "spec.suspend: a RayJob with shutdownAfterJobFinishes set to false"),
-        ({"submissionMode": "SidecarMode"}, "spec.submissionMode SidecarMode is not supported"),
+        ({"submissionMode": "InteractiveMode"},
+         "spec.submissionMode InteractiveMode is not supported"),
         ({"rayClusterSpec": None}, "one of rayClusterSpec or clusterSelector must be set"),
     ],
 )  # fmt: skip
@@ -139,7 +140,6 @@ REFUSED_SAMPLES = {
     "ray-job.custom-head-svc.yaml": "headService.metadata.name",
     "ray-job.deletion-rules.yaml": "spec.deletionStrategy is not supported yet",
     "ray-job.interactive-mode.yaml": "submissionMode InteractiveMode is not supported yet",
-    "ray-job.sidecar-mode.yaml": "submissionMode SidecarMode is not supported yet",
 }
 APPLIED_KINDS = ("RayJob", "RayCluster", "ConfigMap")
 
@@ -180,6 +180,9 @@ def test_kuberay_rayjob_samples_are_run_or_refused_by_name(cluster, namespace, r
             want = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
             have = rc["spec"]["headGroupSpec"]["template"]["spec"]
             assert have["containers"][0]["image"] == want["containers"][0]["image"], sample
+            if doc["spec"].get("submissionMode") == "SidecarMode":  # the submitter beside Ray
+                assert have["containers"][-1]["name"] == "ray-job-submitter", sample
+                assert have["restartPolicy"] == "Never", sample
     finally:
         for ns, _, _ in jobs.values():
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -46,7 +46,32 @@ def job(**spec: Any) -> Job:
         ({"runtimeEnvYAML": "- a"}, "spec.runtimeEnvYAML must be a YAML mapping"),
         ({"entrypointResources": '{"a": "x"}'}, "spec.entrypointResources"),
         ({"submissionMode": "InteractiveMode"}, "InteractiveMode is not supported yet"),
-        ({"submissionMode": "SidecarMode"}, "SidecarMode is not supported yet"),
+        (
+            {"submissionMode": "SidecarMode", "clusterSelector": {"ray.io/cluster": "x"}},
+            "spec.clusterSelector is not supported in SidecarMode",
+        ),
+        (
+            {"submissionMode": "SidecarMode", "submitterConfig": {"backoffLimit": 1}},
+            "spec.submitterConfig is not supported in SidecarMode",
+        ),
+        (
+            {
+                "submissionMode": "SidecarMode",
+                "rayClusterSpec": {
+                    **CLUSTER_SPEC,
+                    "headGroupSpec": {
+                        "rayStartParams": {},
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Always",
+                                "containers": [{"name": "h", "image": "r"}],
+                            }
+                        },
+                    },
+                },
+            },
+            "restartPolicy must be Never or unset in SidecarMode",
+        ),  # fmt: skip
         ({"backoffLimit": -1}, "spec.backoffLimit must not be negative"),
         (
             {
@@ -83,7 +108,7 @@ def test_valid_specs_pass():
 
 def test_the_cluster_carries_the_jobs_labels_and_owner_and_its_spec():
     j = job(shutdownAfterJobFinishes=True)
-    cluster = builders.ray_cluster(j, "pi-abcde")
+    cluster = builders.ray_cluster(j, "pi-abcde", "pi-abcde")
     meta = cluster["metadata"]
     assert meta["name"] == "pi-abcde" and meta["namespace"] == "ns"
     assert meta["labels"] == {"team": "a", builders.LABEL_ORIGIN_NAME: "pi",
@@ -95,8 +120,8 @@ def test_the_cluster_carries_the_jobs_labels_and_owner_and_its_spec():
 
 def test_the_jobs_head_service_selects_its_clusters_head_under_the_jobs_name():
     j = job(shutdownAfterJobFinishes=True)
-    cluster = {**builders.ray_cluster(j, "pi-abcde"), "metadata": {
-        **builders.ray_cluster(j, "pi-abcde")["metadata"], "uid": "c-1"}}  # fmt: skip
+    cluster = {**builders.ray_cluster(j, "pi-abcde", "pi-abcde"), "metadata": {
+        **builders.ray_cluster(j, "pi-abcde", "pi-abcde")["metadata"], "uid": "c-1"}}  # fmt: skip
     svc = builders.head_service(j, cluster)
     meta = svc["metadata"]
     assert meta["name"] == "pi-head-svc" and meta["namespace"] == "ns"
@@ -151,6 +176,46 @@ def test_a_submitter_template_is_kept_and_its_command_wins():
     assert pod["containers"][0]["command"] == ["my-submit"]
     assert "args" not in pod["containers"][0]
     assert submitter["spec"]["backoffLimit"] == 0
+
+
+def test_sidecar_mode_submits_from_the_head_pod_once_its_gcs_answers():
+    j = job(submissionMode="SidecarMode", entrypoint="python pi.py --n 3")
+    model.validate(j)
+    cluster = builders.ray_cluster(j, "pi-abcde", "pi-abcde")
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    assert head["restartPolicy"] == "Never"
+    ray, sidecar = head["containers"]
+    assert sidecar["name"] == "ray-job-submitter" and sidecar["image"] == ray["image"]
+    assert sidecar["command"] == ["/bin/bash", "-ce", "--"]
+    script = sidecar["args"][0]
+    wait, submit = script.split("done ;")
+    assert wait.startswith(
+        "until wget --tries 1 -T 10 -q -O- http://localhost:8265/api/gcs_healthz"
+    )
+    assert shlex.split(submit) == [
+        "ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--submission-id",
+        "pi-abcde", "--", "python", "pi.py", "--n", "3", ";"]  # fmt: skip
+    assert "--no-wait" not in script and "ray job logs" not in script  # submit follows itself
+    assert {e["name"]: e["value"] for e in sidecar["env"]}["RAY_JOB_SUBMISSION_ID"] == "pi-abcde"
+    # Other modes leave the head as the user wrote it.
+    plain = builders.ray_cluster(job(), "pi-abcde", "pi-abcde")
+    assert len(plain["spec"]["headGroupSpec"]["template"]["spec"]["containers"]) == 1
+
+
+def _head(state: dict[str, Any] | None) -> dict[str, Any]:
+    statuses = [{"name": "ray-head", "state": {"running": {}}}]
+    if state is not None:
+        statuses.append({"name": "ray-job-submitter", "state": state})
+    return {"status": {"containerStatuses": statuses}}
+
+
+def test_the_sidecar_outcome_reads_the_head_pods_container_status():
+    assert st.sidecar_outcome(_head(None)) == (False, None)
+    assert st.sidecar_outcome(_head({"running": {}})) == (False, None)
+    assert st.sidecar_outcome(_head({"terminated": {"exitCode": 0}})) == (True, None)
+    failed = st.sidecar_outcome(_head({"terminated": {"exitCode": 1, "reason": "Error"}}))
+    message = "Ray head pod container ray-job-submitter terminated with exit code 1: Error"
+    assert failed == (True, message)
 
 
 def test_the_http_submission_body():

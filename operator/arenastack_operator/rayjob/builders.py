@@ -1,6 +1,6 @@
 """Pure builders of a RayJob's children and requests: its RayCluster and the head Service
-under the job's name, the submitter Job (K8sJobMode), the body of a Jobs API submission
-(HTTPMode). No I/O.
+under the job's name, the submitter Job (K8sJobMode) or the head pod's submitter container
+(SidecarMode), the body of a Jobs API submission (HTTPMode). No I/O.
 
 Names, labels and the submit command follow KubeRay's (common/job.go, rayjob_controller.go),
 so tools that look for a RayJob's cluster or submitter find them the same way.
@@ -16,15 +16,17 @@ from arenastack_operator import constants
 from arenastack_operator.raycluster import names as cluster_names
 from arenastack_operator.raycluster.model import Cluster
 from arenastack_operator.raycluster.service import build_head_service
-from arenastack_operator.rayjob.model import Job
+from arenastack_operator.rayjob import spec as s
+from arenastack_operator.rayjob.model import SUBMITTER_CONTAINER, Job
 
 LABEL_ORIGIN_NAME: Final = "ray.io/originated-from-cr-name"
 LABEL_ORIGIN_KIND: Final = "ray.io/originated-from-crd"
 ORIGIN_KIND: Final = "RayJob"
-SUBMITTER_CONTAINER: Final = "ray-job-submitter"
 ENV_DASHBOARD_ADDRESS: Final = "RAY_DASHBOARD_ADDRESS"
 ENV_SUBMISSION_ID: Final = "RAY_JOB_SUBMISSION_ID"
 DASHBOARD_PORT_NAME: Final = "dashboard"
+# The sidecar's wait for the dashboard: KubeRay's readiness check of the GCS, 10 s per try.
+SIDECAR_CHECK_TIMEOUT_S: Final = 10
 # KubeRay's default submitter resources.
 SUBMITTER_RESOURCES: Final = {
     "limits": {"cpu": "1", "memory": "1Gi"},
@@ -41,10 +43,16 @@ def origin_labels(job: Job) -> dict[str, str]:
     return {LABEL_ORIGIN_NAME: job.name, LABEL_ORIGIN_KIND: ORIGIN_KIND}
 
 
-def ray_cluster(job: Job, name: str) -> dict[str, Any]:
+def ray_cluster(job: Job, name: str, job_id: str, address: str = "") -> dict[str, Any]:
     """The RayCluster made for the job: its rayClusterSpec, with the job's labels and
-    annotations (as KubeRay copies them), owned by the job."""
+    annotations (as KubeRay copies them), owned by the job. In SidecarMode the head pod also
+    runs the submitter, never restarted (a restart would submit again)."""
     assert job.spec.ray_cluster_spec is not None
+    spec = job.spec.ray_cluster_spec.to_json()
+    if job.mode == s.MODE_SIDECAR:
+        head = spec["headGroupSpec"]["template"]["spec"]
+        head["containers"].append(sidecar_submitter(job, head["containers"][0], job_id, address))
+        head["restartPolicy"] = "Never"
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
@@ -55,7 +63,7 @@ def ray_cluster(job: Job, name: str) -> dict[str, Any]:
             "annotations": dict(job.annotations),
             "ownerReferences": [job.owner_reference],
         },
-        "spec": job.spec.ray_cluster_spec.to_json(),
+        "spec": spec,
     }
 
 
@@ -90,12 +98,12 @@ def _number(value: float) -> str:
     return f"{value:f}"
 
 
-def submit_command(job: Job, address: str, job_id: str) -> str:
-    """The submitter's shell command: submit unless the job id exists already (the submitter
-    Job may run more than once), then follow the job's logs until it ends."""
-    url = address if address.startswith("http://") else f"http://{address}"
+def _submit_words(job: Job, url: str, job_id: str) -> list[str]:
+    """`ray job submit ... --submission-id <id>` with the job's settings, before the `--`."""
     spec = job.spec
-    submit = ["ray", "job", "submit", "--address", url, "--no-wait"]
+    submit = ["ray", "job", "submit", "--address", url]
+    if job.mode == s.MODE_K8S_JOB:
+        submit.append("--no-wait")
     runtime_env = job.runtime_env
     if runtime_env:
         submit += ["--runtime-env-json", json.dumps(runtime_env, sort_keys=True)]
@@ -108,12 +116,63 @@ def submit_command(job: Job, address: str, job_id: str) -> str:
         submit += ["--entrypoint-num-gpus", _number(spec.entrypoint_num_gpus)]
     if spec.entrypoint_resources:
         submit += ["--entrypoint-resources", spec.entrypoint_resources]
-    quoted = " ".join(shlex.quote(word) for word in submit)
+    return submit
+
+
+def _submit_line(job: Job, url: str, job_id: str) -> str:
+    quoted = " ".join(shlex.quote(word) for word in _submit_words(job, url, job_id))
+    # The entrypoint is the user's shell command line, passed on as written (as KubeRay does).
+    return f"{quoted} -- {(job.spec.entrypoint or '').strip()} ;"
+
+
+def submit_command(job: Job, address: str, job_id: str) -> str:
+    """The submitter Job's shell command: submit unless the job id exists already (the
+    submitter Job may run more than once), then follow the job's logs until it ends."""
+    url = address if address.startswith("http://") else f"http://{address}"
     status = f"ray job status --address {shlex.quote(url)} {shlex.quote(job_id)}"
     follow = f"ray job logs --address {shlex.quote(url)} --follow {shlex.quote(job_id)}"
-    # The entrypoint is the user's shell command line, passed on as written (as KubeRay does).
-    entrypoint = (spec.entrypoint or "").strip()
-    return f"if ! {status} >/dev/null 2>&1 ; then {quoted} -- {entrypoint} ; fi ; {follow}"
+    return f"if ! {status} >/dev/null 2>&1 ; then {_submit_line(job, url, job_id)} fi ; {follow}"
+
+
+def sidecar_command(job: Job, dashboard_port: int, job_id: str) -> str:
+    """The sidecar's shell command: wait for the dashboard's GCS check in the same pod, then
+    submit and follow (it is never restarted, so it submits once)."""
+    url = f"http://127.0.0.1:{dashboard_port}"
+    check = (f"wget --tries 1 -T {SIDECAR_CHECK_TIMEOUT_S} -q -O- "
+             f"http://localhost:{dashboard_port}/api/gcs_healthz | grep success")  # fmt: skip
+    waiting = json.dumps(f"Waiting for Ray Dashboard GCS to become healthy at {url} ...")
+    wait = f"until {check} >/dev/null 2>&1 ; do echo {waiting} ; sleep 2 ; done ;"
+    return f"{wait} {_submit_line(job, url, job_id)}"
+
+
+def _dashboard_port(head: dict[str, Any]) -> int:
+    for port in head.get("ports") or []:
+        if port.get("name") == DASHBOARD_PORT_NAME:
+            return int(port["containerPort"])
+    return cluster_names.DASHBOARD_PORT
+
+
+def _submitter_env(address: str, job_id: str) -> list[dict[str, str]]:
+    """What a submitter's own command may use (KubeRay's names)."""
+    return [
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": ENV_DASHBOARD_ADDRESS, "value": address},
+        {"name": ENV_SUBMISSION_ID, "value": job_id},
+    ]
+
+
+def sidecar_submitter(
+    job: Job, head: dict[str, Any], job_id: str, address: str = ""
+) -> dict[str, Any]:
+    """The submitter container of SidecarMode, in the head pod beside Ray."""
+    return {
+        "name": SUBMITTER_CONTAINER,
+        "image": head["image"],
+        "resources": json.loads(json.dumps(SUBMITTER_RESOURCES)),
+        "command": ["/bin/bash", "-ce", "--"],
+        "args": [sidecar_command(job, _dashboard_port(head), job_id)],
+        "env": _submitter_env(address, job_id),
+    }
 
 
 def submitter_job(job: Job, head_image: str, address: str, job_id: str) -> dict[str, Any]:
@@ -132,12 +191,7 @@ def submitter_job(job: Job, head_image: str, address: str, job_id: str) -> dict[
     if not container.get("command"):
         container["command"] = ["/bin/bash", "-ce", "--"]  # stop at the first failure, as KubeRay
         container["args"] = [submit_command(job, address, job_id)]
-    container["env"] = [
-        *(container.get("env") or []),
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": ENV_DASHBOARD_ADDRESS, "value": address},
-        {"name": ENV_SUBMISSION_ID, "value": job_id},
-    ]
+    container["env"] = [*(container.get("env") or []), *_submitter_env(address, job_id)]
     labels = {**origin_labels(job), cluster_names.LABEL_CREATED_BY: constants.MANAGED_BY}
     return {
         "apiVersion": "batch/v1",

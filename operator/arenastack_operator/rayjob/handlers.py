@@ -27,9 +27,10 @@ from kubernetes.client import Configuration
 
 from arenastack_operator import constants, controller, reconcile
 from arenastack_operator.controller import TRANSIENT, describe_invalid, key_of, replace_patch
-from arenastack_operator.kubeclient import KubeClient, group_path, object_path
+from arenastack_operator.kubeclient import KubeClient, core_path, group_path, object_path
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
+from arenastack_operator.raycluster import names as cluster_names
 from arenastack_operator.rayjob import builders, model
 from arenastack_operator.rayjob import spec as s
 from arenastack_operator.rayjob import status as st
@@ -149,7 +150,9 @@ class Controller(controller.Controller):
                            "not found; it must be created first")  # fmt: skip
                 await self.event(body, "Warning", "RayClusterNotFound", message)
             return existing
-        cluster = await self.ensure_created(body, builders.ray_cluster(job, name))
+        desired = builders.ray_cluster(job, name, str(status["jobId"]),
+                                       str(status.get("dashboardURL") or ""))  # fmt: skip
+        cluster = await self.ensure_created(body, desired)
         await self._head_service(body, job, cluster)
         return cluster
 
@@ -190,14 +193,20 @@ class Controller(controller.Controller):
         self, job: Job, status: dict[str, Any], cluster: Mapping[str, Any], now: datetime
     ) -> dict[str, Any]:
         """Running: what Ray says of the job, and whether the submitter failed."""
-        finished = job.mode != s.MODE_K8S_JOB
+        finished, failure = job.mode == s.MODE_HTTP, None
         if job.mode == s.MODE_K8S_JOB:
             submitter = await self.api.get(_jobs(job.namespace, job.name))
             finished, failure, _ = st.submitter_outcome(
                 submitter if _owned_by(submitter, job.uid) else None
             )
-            if failure is not None and status.get("jobStatus") != st.JOB_FAILED:
-                return st.finish(status, st.FAILED, st.REASON_SUBMISSION_FAILED, failure, now)
+        elif job.mode == s.MODE_SIDECAR:
+            head = await self._head_pod(cluster)
+            if head is None:  # the submitter went with it
+                return st.finish(status, st.FAILED, st.REASON_APP_FAILED,
+                                 "Ray head pod not found.", now)  # fmt: skip
+            finished, failure = st.sidecar_outcome(head)
+        if failure is not None and status.get("jobStatus") != st.JOB_FAILED:
+            return st.finish(status, st.FAILED, st.REASON_SUBMISSION_FAILED, failure, now)
         address, job_id = str(status["dashboardURL"]), str(status["jobId"])
         info = await self.jobs_api.info(address, job_id)
         if info is None:
@@ -213,6 +222,14 @@ class Controller(controller.Controller):
                                  now)  # fmt: skip
             return status
         return st.with_job_info(status, info, cluster.get("status") or {}, finished, now)
+
+    async def _head_pod(self, cluster: Mapping[str, Any]) -> dict[str, Any] | None:
+        meta = cluster["metadata"]
+        selector = (f"{cluster_names.LABEL_CLUSTER}={meta['name']},"
+                    f"{cluster_names.LABEL_NODE_TYPE}={cluster_names.NODE_HEAD}")  # fmt: skip
+        pods = await self.api.list(core_path(meta["namespace"], "pods"), selector)
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return live[0] if live else None
 
     async def _release(
         self, body: Mapping[str, Any], job: Job, status: Mapping[str, Any], submitter: bool

@@ -20,6 +20,8 @@ from arenastack_operator.rayjob import spec as s
 
 # KubeRay's finalizer: a RayJob being deleted first stops its Ray job.
 FINALIZER: Final = "ray.io/rayjob-finalizer"
+# The container that submits: in the submitter Job (K8sJobMode) or the head pod (SidecarMode).
+SUBMITTER_CONTAINER: Final = "ray-job-submitter"
 DEFAULT_SUBMITTER_BACKOFF_LIMIT: Final = 2
 
 
@@ -118,8 +120,9 @@ def refuse_unsupported(job: Job) -> None:
     """What KubeRay does and this operator does not yet: refused, never silently ignored."""
     spec = job.spec
     not_yet = "is not supported yet by arenastack's RayJob controller"
-    if job.mode in (s.MODE_INTERACTIVE, s.MODE_SIDECAR):
-        raise InvalidSpec(f"spec.submissionMode {job.mode} {not_yet}; use K8sJobMode or HTTPMode")
+    if job.mode == s.MODE_INTERACTIVE:
+        raise InvalidSpec(f"spec.submissionMode {job.mode} {not_yet}; use K8sJobMode, HTTPMode "
+                          "or SidecarMode")  # fmt: skip
     if spec.deletion_strategy is not None:
         raise InvalidSpec(f"spec.deletionStrategy {not_yet} (KubeRay keeps it behind its "
                           "RayJobDeletionPolicy feature gate); use "
@@ -147,6 +150,8 @@ def validate(job: Job) -> None:
             raise InvalidSpec(f"spec.clusterSelector must name the cluster under {LABEL_CLUSTER}")
     elif spec.ray_cluster_spec is None:
         raise InvalidSpec("spec: one of rayClusterSpec or clusterSelector must be set")
+    if job.mode == s.MODE_SIDECAR:
+        _check_sidecar_mode(job)
     if spec.active_deadline_seconds is not None and spec.active_deadline_seconds <= 0:
         raise InvalidSpec("spec.activeDeadlineSeconds must be a positive integer")
     if (spec.backoff_limit or 0) < 0:
@@ -173,6 +178,23 @@ def validate(job: Job) -> None:
         except cluster_model.InvalidSpec as e:
             message = str(e)
             raise InvalidSpec(message.replace("spec.", "spec.rayClusterSpec.", 1)) from None
+
+
+def _check_sidecar_mode(job: Job) -> None:
+    """KubeRay's rules: the submitter is a container of the head pod it makes, which must not
+    restart (it would submit again)."""
+    spec = job.spec
+    if job.uses_existing_cluster:
+        raise InvalidSpec("spec.clusterSelector is not supported in SidecarMode")
+    if spec.submitter_pod_template is not None:
+        raise InvalidSpec("spec.submitterPodTemplate is not supported in SidecarMode")
+    if spec.submitter_config is not None:
+        raise InvalidSpec("spec.submitterConfig is not supported in SidecarMode")
+    assert spec.ray_cluster_spec is not None
+    restart = spec.ray_cluster_spec.head_group_spec.template["spec"].get("restartPolicy")
+    if restart not in (None, "", "Never"):
+        raise InvalidSpec("spec.rayClusterSpec.headGroupSpec.template.spec.restartPolicy must be "
+                          "Never or unset in SidecarMode")  # fmt: skip
 
 
 def _check_resources(text: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from arenastack_operator.rayjob.model import Job
+from arenastack_operator.rayjob.model import SUBMITTER_CONTAINER, Job
 
 NEW: Final = ""
 INITIALIZING: Final = "Initializing"
@@ -142,6 +142,23 @@ def submitter_outcome(submitter: Mapping[str, Any] | None) -> tuple[bool, str | 
         if condition.get("type") == "Complete":
             return True, None, condition.get("lastTransitionTime")
     return False, None, None
+
+
+def sidecar_outcome(head: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """(finished, failure message or None) of the submitter container in the head pod
+    (SidecarMode): `ray job submit` exits 0 once the job succeeded, else not."""
+    for container in (head.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") != SUBMITTER_CONTAINER:
+            continue
+        ended = (container.get("state") or {}).get("terminated")
+        if ended is None:
+            return False, None
+        code = ended.get("exitCode")
+        if code == 0:
+            return True, None
+        return True, (f"Ray head pod container {SUBMITTER_CONTAINER} terminated with exit code "
+                      f"{code}: {ended.get('reason')}")  # fmt: skip
+    return False, None
 
 
 def with_job_info(
