@@ -1,7 +1,7 @@
 """RayJobs on the real node, reconciled by the chart's operator pod: the example runs to
 SUCCEEDED through its submitter Job and its cluster is deleted after; a failing entrypoint
 (submitted by the operator itself, HTTPMode) is retried once (backoffLimit 1) on a new
-cluster, then ends FAILED with Ray's message; a suspended job
+cluster, then ends FAILED with Ray's message; SidecarMode submits from the head pod; a suspended job
 makes no cluster until it is released; deleting a running RayJob stops its Ray job."""
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
         example, "fails", submissionMode="HTTPMode", backoffLimit=1,
         entrypoint="python -c \"raise SystemExit('no input rows')\"",
     )  # fmt: skip
-    _apply(cl, example, failing)
+    sidecar = _variant(example, "beside", submissionMode="SidecarMode")
+    _apply(cl, example, failing, sidecar)
 
     done = _wait(cl, "pi", lambda s: s.get("jobDeploymentStatus") in ("Complete", "Failed"),
                  "finished")  # fmt: skip
@@ -95,6 +96,11 @@ def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
         assert time.monotonic() < deadline, "the finished job's RayCluster was not deleted"
         time.sleep(2)
     assert _get(cl, "job", "pi") is not None
+
+    # SidecarMode: the submitter ran in the head pod, beside Ray; no submitter Job.
+    beside = _wait(cl, "beside", _deployment("Complete"), "Complete")["status"]
+    assert beside["jobStatus"] == "SUCCEEDED" and beside["succeeded"] == 1, beside
+    assert _get(cl, "job", "beside") is None
 
     failed = _wait(cl, "fails", _deployment("Failed"), "Failed")["status"]
     assert failed["jobStatus"] == "FAILED" and failed["reason"] == "AppFailed", failed

@@ -15,6 +15,8 @@ Behaviour worth knowing:
 - K8sJobMode: a Job named after the RayJob runs `ray job submit --no-wait` (skipped when the
   job id exists already) and follows the job's logs, in the head's image unless
   submitterPodTemplate says otherwise. HTTPMode: the operator submits through the dashboard.
+  SidecarMode: a submitter container in the head pod (restartPolicy Never) waits for the GCS,
+  submits and follows; its exit code ends the job.
 - Status comes from the dashboard every 3 s while the job runs. Complete or Failed (reason
   AppFailed, SubmissionFailed or DeadlineExceeded) are final; shutdownAfterJobFinishes deletes
   the cluster ttlSecondsAfterFinished after the end, keeping the submitter Job for its logs.
@@ -24,6 +26,6 @@ Behaviour worth knowing:
   deletes the cluster and submitter and starts again with a new job id and cluster; `failed`
   counts every attempt, and the job ends Failed after backoffLimit + 1 of them.
 
-Refused with ValidationFailed as not supported yet: InteractiveMode, SidecarMode,
-deletionStrategy (behind a feature gate in KubeRay).
+Refused with ValidationFailed as not supported yet: InteractiveMode, deletionStrategy (behind
+a feature gate in KubeRay).
 """
