@@ -2,7 +2,8 @@
 SUCCEEDED through its submitter Job and its cluster is deleted after; a failing entrypoint
 (submitted by the operator itself, HTTPMode) is retried once (backoffLimit 1) on a new
 cluster, then ends FAILED with Ray's message; SidecarMode submits from the head pod; a suspended job
-makes no cluster until it is released; deleting a running RayJob stops its Ray job."""
+makes no cluster until it is released; deleting a running RayJob stops its Ray job; in
+InteractiveMode the job waits for the one you submit by hand, then follows it."""
 
 from __future__ import annotations
 
@@ -136,3 +137,29 @@ def test_suspend_holds_a_job_and_deleting_a_running_job_stops_it(local_cluster, 
 
     resumed = _wait(cl, "held", _deployment("Complete"), "Complete")["status"]
     assert resumed["jobStatus"] == "SUCCEEDED", resumed
+
+
+def test_interactive_mode_follows_the_job_you_submit(local_cluster, example):
+    cl = local_cluster
+    mine = _variant(example, "mine", submissionMode="InteractiveMode")
+    del mine["spec"]["entrypoint"]  # you submit it
+    _apply(cl, mine)
+    waiting = _wait(cl, "mine", _deployment("Waiting"), "Waiting")["status"]
+    assert "jobId" not in waiting and waiting["dashboardURL"], waiting
+    head = cl.kubectl(
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "name",
+        "-l",
+        f"ray.io/cluster={waiting['rayClusterName']},ray.io/node-type=head",
+    ).stdout
+    submit = ["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--no-wait",
+              "--submission-id", "by-hand-1", "--", "python", "-c", "print('by hand')"]  # fmt: skip
+    cl.kubectl("exec", "-n", NAMESPACE, head.strip(), "-c", "ray-head", "--", *submit)
+    cl.kubectl("patch", "rayjob", "mine", "-n", NAMESPACE, "--type=merge",
+               "-p", '{"spec":{"jobId":"by-hand-1"}}')  # fmt: skip
+    done = _wait(cl, "mine", _deployment("Complete"), "Complete")["status"]
+    assert (done["jobId"], done["jobStatus"]) == ("by-hand-1", "SUCCEEDED"), done

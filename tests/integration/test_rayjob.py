@@ -64,8 +64,8 @@ def events_of(cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     [
         ({"suspend": True, "shutdownAfterJobFinishes": False},
          "spec.suspend: a RayJob with shutdownAfterJobFinishes set to false"),
-        ({"submissionMode": "InteractiveMode"},
-         "spec.submissionMode InteractiveMode is not supported"),
+        ({"submissionMode": "InteractiveMode", "backoffLimit": 1},
+         "spec.backoffLimit is incompatible with InteractiveMode"),
         ({"rayClusterSpec": None}, "one of rayClusterSpec or clusterSelector must be set"),
     ],
 )  # fmt: skip
@@ -139,7 +139,6 @@ RAYJOB_SAMPLES = sorted(p.name for p in KUBERAY_SAMPLES.glob("ray-job.*.yaml"))
 REFUSED_SAMPLES = {
     "ray-job.custom-head-svc.yaml": "headService.metadata.name",
     "ray-job.deletion-rules.yaml": "spec.deletionStrategy is not supported yet",
-    "ray-job.interactive-mode.yaml": "submissionMode InteractiveMode is not supported yet",
 }
 APPLIED_KINDS = ("RayJob", "RayCluster", "ConfigMap")
 

@@ -45,7 +45,6 @@ def job(**spec: Any) -> Job:
         ({"runtimeEnvYAML": "a: [1"}, "spec.runtimeEnvYAML is not valid YAML"),
         ({"runtimeEnvYAML": "- a"}, "spec.runtimeEnvYAML must be a YAML mapping"),
         ({"entrypointResources": '{"a": "x"}'}, "spec.entrypointResources"),
-        ({"submissionMode": "InteractiveMode"}, "InteractiveMode is not supported yet"),
         (
             {"submissionMode": "SidecarMode", "clusterSelector": {"ray.io/cluster": "x"}},
             "spec.clusterSelector is not supported in SidecarMode",
@@ -73,6 +72,10 @@ def job(**spec: Any) -> Job:
             "restartPolicy must be Never or unset in SidecarMode",
         ),  # fmt: skip
         ({"backoffLimit": -1}, "spec.backoffLimit must not be negative"),
+        (
+            {"submissionMode": "InteractiveMode", "backoffLimit": 1},
+            "spec.backoffLimit is incompatible with InteractiveMode",
+        ),
         (
             {
                 "deletionStrategy": {
@@ -298,6 +301,18 @@ def test_a_failure_is_retried_on_a_new_cluster_while_backoff_limit_allows():
     late = st.deadline_failure(j, st.initial(j, {}, "x", NOW), NOW)
     assert st.retry_if_allowed(j, st.RUNNING, late)["jobDeploymentStatus"] == st.FAILED
     assert st.retry_if_allowed(j, st.FAILED, final)["jobDeploymentStatus"] == st.FAILED
+
+
+def test_interactive_mode_waits_for_the_users_job_id():
+    j = job(submissionMode="InteractiveMode", entrypoint="")
+    model.validate(j)  # no entrypoint: the user submits it
+    status = st.initial(j, {}, "abcde", NOW)
+    assert "jobId" not in status and status["rayClusterName"] == "pi-abcde"
+    waiting = {**status, "jobDeploymentStatus": st.WAITING}
+    assert st.job_id_given(j, waiting) == waiting
+    named = job(submissionMode="InteractiveMode", entrypoint="", jobId="raysubmit_1")
+    running = st.job_id_given(named, waiting)
+    assert running["jobDeploymentStatus"] == st.RUNNING and running["jobId"] == "raysubmit_1"
 
 
 def test_the_submitter_outcome_reads_the_jobs_conditions():

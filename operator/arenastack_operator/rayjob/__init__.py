@@ -16,7 +16,8 @@ Behaviour worth knowing:
   job id exists already) and follows the job's logs, in the head's image unless
   submitterPodTemplate says otherwise. HTTPMode: the operator submits through the dashboard.
   SidecarMode: a submitter container in the head pod (restartPolicy Never) waits for the GCS,
-  submits and follows; its exit code ends the job.
+  submits and follows; its exit code ends the job. InteractiveMode: once the cluster is
+  ready the job is Waiting until spec.jobId names the job you submitted, then follows it.
 - Status comes from the dashboard every 3 s while the job runs. Complete or Failed (reason
   AppFailed, SubmissionFailed or DeadlineExceeded) are final; shutdownAfterJobFinishes deletes
   the cluster ttlSecondsAfterFinished after the end, keeping the submitter Job for its logs.
@@ -26,6 +27,6 @@ Behaviour worth knowing:
   deletes the cluster and submitter and starts again with a new job id and cluster; `failed`
   counts every attempt, and the job ends Failed after backoffLimit + 1 of them.
 
-Refused with ValidationFailed as not supported yet: InteractiveMode, deletionStrategy (behind
-a feature gate in KubeRay).
+Refused with ValidationFailed as not supported yet: deletionStrategy (behind a feature gate in
+KubeRay).
 """

@@ -42,7 +42,7 @@ logger = logging.getLogger("arenastack_operator.rayjob")
 
 POLL_S: Final = 3.0  # KubeRay's requeue period
 _SUFFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
-_POLLED: Final = (st.INITIALIZING, st.RUNNING, st.SUSPENDING, st.RETRYING)
+_POLLED: Final = (st.INITIALIZING, st.RUNNING, st.SUSPENDING, st.RETRYING, st.WAITING)
 _CLUSTER_READY: Final = "ready"
 
 
@@ -125,6 +125,8 @@ class Controller(controller.Controller):
             if current == st.INITIALIZING:
                 return await self._submit(body, job, status, cluster)
             return await self._follow(job, status, cluster, now)
+        if current == st.WAITING:
+            return st.job_id_given(job, status)
         if current in (st.SUSPENDING, st.RETRYING):
             if not await self._release(body, job, status, submitter=True):
                 return status
@@ -150,7 +152,7 @@ class Controller(controller.Controller):
                            "not found; it must be created first")  # fmt: skip
                 await self.event(body, "Warning", "RayClusterNotFound", message)
             return existing
-        desired = builders.ray_cluster(job, name, str(status["jobId"]),
+        desired = builders.ray_cluster(job, name, str(status.get("jobId") or ""),
                                        str(status.get("dashboardURL") or ""))  # fmt: skip
         cluster = await self.ensure_created(body, desired)
         await self._head_service(body, job, cluster)
@@ -181,8 +183,9 @@ class Controller(controller.Controller):
         address = status.get("dashboardURL") or builders.dashboard_url(
             cluster["metadata"]["name"], job.namespace, cluster_status
         )
-        new = {**status, "dashboardURL": address, "jobDeploymentStatus": st.RUNNING,
-               "rayClusterStatus": cluster_status}  # fmt: skip
+        waits = job.mode == s.MODE_INTERACTIVE  # for the user's submission
+        new = {**status, "dashboardURL": address, "rayClusterStatus": cluster_status,
+               "jobDeploymentStatus": st.WAITING if waits else st.RUNNING}  # fmt: skip
         if job.mode == s.MODE_K8S_JOB:
             head = (cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"])[0]
             submitter = builders.submitter_job(job, head["image"], address, status["jobId"])
@@ -193,7 +196,7 @@ class Controller(controller.Controller):
         self, job: Job, status: dict[str, Any], cluster: Mapping[str, Any], now: datetime
     ) -> dict[str, Any]:
         """Running: what Ray says of the job, and whether the submitter failed."""
-        finished, failure = job.mode == s.MODE_HTTP, None
+        finished, failure = job.mode in (s.MODE_HTTP, s.MODE_INTERACTIVE), None
         if job.mode == s.MODE_K8S_JOB:
             submitter = await self.api.get(_jobs(job.namespace, job.name))
             finished, failure, _ = st.submitter_outcome(
@@ -216,7 +219,7 @@ class Controller(controller.Controller):
                 except DashboardError as e:
                     return st.finish(status, st.FAILED, st.REASON_SUBMISSION_FAILED, str(e), now)
                 return status
-            if finished:
+            if finished and job.mode != s.MODE_INTERACTIVE:  # yours may not be known yet
                 return st.finish(status, st.FAILED, st.REASON_APP_FAILED,
                                  "Submitter completed but Ray job not found in RayCluster.",
                                  now)  # fmt: skip

@@ -120,9 +120,6 @@ def refuse_unsupported(job: Job) -> None:
     """What KubeRay does and this operator does not yet: refused, never silently ignored."""
     spec = job.spec
     not_yet = "is not supported yet by arenastack's RayJob controller"
-    if job.mode == s.MODE_INTERACTIVE:
-        raise InvalidSpec(f"spec.submissionMode {job.mode} {not_yet}; use K8sJobMode, HTTPMode "
-                          "or SidecarMode")  # fmt: skip
     if spec.deletion_strategy is not None:
         raise InvalidSpec(f"spec.deletionStrategy {not_yet} (KubeRay keeps it behind its "
                           "RayJobDeletionPolicy feature gate); use "
@@ -156,7 +153,11 @@ def validate(job: Job) -> None:
         raise InvalidSpec("spec.activeDeadlineSeconds must be a positive integer")
     if (spec.backoff_limit or 0) < 0:
         raise InvalidSpec("spec.backoffLimit must not be negative")
-    if not (spec.entrypoint or "").strip() and not job.submitter_has_command:
+    if job.mode == s.MODE_INTERACTIVE and (spec.backoff_limit or 0) > 0:
+        raise InvalidSpec("spec.backoffLimit is incompatible with InteractiveMode: the job is "
+                          "submitted by you, once")  # fmt: skip
+    interactive = job.mode == s.MODE_INTERACTIVE  # the user submits the entrypoint
+    if not interactive and not (spec.entrypoint or "").strip() and not job.submitter_has_command:
         raise InvalidSpec(f"spec.entrypoint is required in {job.mode}"
                           + (" (or a submitterPodTemplate container with its own command)"
                              if job.mode == s.MODE_K8S_JOB else ""))  # fmt: skip

@@ -3,6 +3,7 @@ time. The handler reads the world (the cluster, the submitter Job, Ray's job inf
 it in; nothing here does I/O.
 
     ""  -> Initializing -> Running -> Complete | Failed
+    ""  -> Initializing -> Waiting (until spec.jobId names the job you submitted) -> Running
     Initializing | Running -> Retrying -> "" (a failure with backoffLimit retries left)
     Initializing | Running -> Suspending -> Suspended -> "" (when suspend is set back)
     any, spec invalid      -> ValidationFailed -> "" (once the spec is fixed)
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from arenastack_operator.rayjob import spec as s
 from arenastack_operator.rayjob.model import SUBMITTER_CONTAINER, Job
 
 NEW: Final = ""
@@ -25,6 +27,7 @@ VALIDATION_FAILED: Final = "ValidationFailed"
 SUSPENDING: Final = "Suspending"
 SUSPENDED: Final = "Suspended"
 RETRYING: Final = "Retrying"
+WAITING: Final = "Waiting"
 TERMINAL: Final = (COMPLETE, FAILED)
 
 # Ray's job states.
@@ -70,7 +73,8 @@ def initial(job: Job, status: Mapping[str, Any], suffix: str, now: datetime) -> 
     """New -> Initializing: the job id and cluster name are chosen and written before anything
     is created, so an operator restarted at any moment finds the same ones."""
     new = dict(status)
-    new["jobId"] = status.get("jobId") or job.spec.job_id or f"{job.name}-{suffix}"
+    if job.mode != s.MODE_INTERACTIVE:  # there the job id comes with your submission
+        new["jobId"] = status.get("jobId") or job.spec.job_id or f"{job.name}-{suffix}"
     new["rayClusterName"] = (
         status.get("rayClusterName") or job.selected_cluster or (f"{job.name}-{suffix}")
     )
@@ -142,6 +146,13 @@ def submitter_outcome(submitter: Mapping[str, Any] | None) -> tuple[bool, str | 
         if condition.get("type") == "Complete":
             return True, None, condition.get("lastTransitionTime")
     return False, None, None
+
+
+def job_id_given(job: Job, status: Mapping[str, Any]) -> dict[str, Any]:
+    """Waiting -> Running once spec.jobId names the job the user submitted (InteractiveMode)."""
+    if not job.spec.job_id:
+        return dict(status)
+    return {**status, "jobId": job.spec.job_id, "jobDeploymentStatus": RUNNING}
 
 
 def sidecar_outcome(head: Mapping[str, Any]) -> tuple[bool, str | None]:
