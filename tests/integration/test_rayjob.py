@@ -137,7 +137,6 @@ def test_a_selected_cluster_that_does_not_exist_is_waited_for(cluster, namespace
 # refused name what is not supported yet; the others get their cluster (or the one selected).
 RAYJOB_SAMPLES = sorted(p.name for p in KUBERAY_SAMPLES.glob("ray-job.*.yaml"))
 REFUSED_SAMPLES = {
-    "ray-job.custom-head-svc.yaml": "headService.metadata.name",
     "ray-job.deletion-rules.yaml": "spec.deletionStrategy is not supported yet",
 }
 APPLIED_KINDS = ("RayJob", "RayCluster", "ConfigMap")

@@ -378,25 +378,24 @@ def test_what_is_not_supported_yet_is_refused_by_name(
         validate(_cluster(**overrides))
 
 
-@pytest.mark.parametrize(
-    ("head", "message"),
-    [
-        ({"enableIngress": True}, r"spec.headGroupSpec.enableIngress .* not supported yet"),
-        ({"headService": {"metadata": {"name": "mine"}}},
-         r"headService.metadata.name \(a head Service not named c-head-svc\) .* not supported"),
-    ],
-)  # fmt: skip
-def test_head_service_and_ingress_wishes_not_supported_yet_are_refused(
-    head: dict[str, Any], message: str
-) -> None:
+def test_ingress_is_refused_as_not_supported_yet() -> None:
     body = _body()
-    body["metadata"]["name"] = "c"
-    body["spec"]["headGroupSpec"].update(head)
-    with pytest.raises(InvalidSpec, match=message):
+    body["spec"]["headGroupSpec"]["enableIngress"] = True
+    with pytest.raises(InvalidSpec, match=r"spec.headGroupSpec.enableIngress .* not supported yet"):
         validate(Cluster.from_body(body))
-    body["spec"]["headGroupSpec"]["headService"] = {"metadata": {"name": "c-head-svc"}}
-    body["spec"]["headGroupSpec"].pop("enableIngress", None)
-    validate(Cluster.from_body(body))
+
+
+def test_a_head_service_of_another_name_is_the_one_every_pod_is_told() -> None:
+    body = _body()
+    body["spec"]["headGroupSpec"]["headService"] = {"metadata": {"name": "mine"}}
+    cluster = Cluster.from_body(body)
+    validate(cluster)
+    assert build_head_service(cluster)["metadata"]["name"] == "mine"
+    worker = build_worker_pod(cluster, cluster.worker_groups[0])
+    env = _env(worker["spec"]["containers"][0])
+    assert (env["FQ_RAY_IP"], env["RAY_IP"]) == ("mine.ns.svc.cluster.local", "mine")
+    assert "--address=mine.ns.svc.cluster.local:6379" in env["KUBERAY_GEN_RAY_START_CMD"]
+    assert "mine.ns.svc.cluster.local:6379" in worker["spec"]["initContainers"][0]["args"][0]
 
 
 def test_what_asks_for_nothing_more_is_not_refused() -> None:

@@ -236,6 +236,8 @@ def test_the_dashboard_url_uses_the_clusters_dashboard_endpoint():
         "c-head-svc.ns.svc.cluster.local:9000"
     )
     assert builders.dashboard_url("c", "ns", {}).endswith(":8265")
+    named = {"head": {"serviceName": "mine"}}  # the cluster's head Service has its own name
+    assert builders.dashboard_url("c", "ns", named) == "mine.ns.svc.cluster.local:8265"
 
 
 def test_initial_status_chooses_names_once():

@@ -32,7 +32,7 @@ Behaviour worth knowing:
 
 Refused as not supported yet (ReplicaFailure, InvalidRayClusterSpec, with the reason): authOptions
 other than mode disabled, tlsOptions.enabled, networkPolicy, historyServerOptions,
-headGroupSpec.enableIngress, a headService of another name, and the rocksdb GCS backend (as
-KubeRay does without its feature gate). Not done yet: multi-host replica labels for
+headGroupSpec.enableIngress, and the rocksdb GCS backend (as KubeRay does without its feature
+gate). Not done yet: multi-host replica labels for
 numOfHosts > 1 (pods are counted as replicas x numOfHosts, but not grouped).
 """

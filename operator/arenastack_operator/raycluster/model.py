@@ -17,6 +17,7 @@ from arenastack_operator.raycluster.names import (
     ANNOTATION_STORAGE_NAMESPACE,
     ENV_AUTOSCALER_START_CMD,
     head_service_name,
+    service_fqdn,
 )
 from arenastack_operator.raycluster.spec import (
     MANAGED_BY_MULTIKUEUE,
@@ -136,6 +137,15 @@ class Cluster:
         return self.annotations.get(ANNOTATION_STORAGE_NAMESPACE) or self.uid
 
     @property
+    def head_service_name(self) -> str:
+        custom = ((self.spec.head_group_spec.head_service or {}).get("metadata") or {}).get("name")
+        return str(custom) if custom else head_service_name(self.name)
+
+    @property
+    def head_fqdn(self) -> str:
+        return service_fqdn(self.head_service_name, self.namespace)
+
+    @property
     def overwrites_container_cmd(self) -> bool:
         return self.annotations.get(ANNOTATION_OVERWRITE_CMD, "").lower() == "true"
 
@@ -190,11 +200,6 @@ def refuse_unsupported(cluster: Cluster) -> None:
     if head.enable_ingress:
         raise InvalidSpec(f"spec.headGroupSpec.enableIngress (an Ingress for the dashboard) "
                           f"{not_yet}")  # fmt: skip
-    service_name = ((head.head_service or {}).get("metadata") or {}).get("name")
-    if service_name and service_name != head_service_name(cluster.name):
-        raise InvalidSpec(f"spec.headGroupSpec.headService.metadata.name (a head Service not "
-                          f"named {head_service_name(cluster.name)}) {not_yet}; leave the name "
-                          "out")  # fmt: skip
 
 
 def validate(cluster: Cluster) -> None:

@@ -75,6 +75,7 @@ _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
 def head_service_name(cluster: str) -> str:
+    """The head Service's name unless headService.metadata.name gives another."""
     return f"{cluster}-head-svc"
 
 
@@ -83,12 +84,8 @@ def headless_service_name(cluster: str) -> str:
     return f"{cluster}-headless"
 
 
-def head_fqdn(cluster: str, namespace: str) -> str:
-    return f"{head_service_name(cluster)}.{namespace}.svc.cluster.local"
-
-
-def gcs_address(cluster: str, namespace: str) -> str:
-    return f"{head_fqdn(cluster, namespace)}:{GCS_PORT}"
+def service_fqdn(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"
 
 
 def identifier(cluster: str, node_type: str) -> str:

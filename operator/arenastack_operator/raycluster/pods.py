@@ -171,7 +171,7 @@ def ray_start_params(
         if ft is not None and ft.redis_username is not None:
             params.setdefault("redis-username", "$REDIS_USERNAME")
     else:
-        params.setdefault("address", f"{names.head_fqdn(cluster.name, cluster.namespace)}:"
+        params.setdefault("address", f"{cluster.head_fqdn}:"
                                      f"{cluster.gcs_port}")  # fmt: skip
     return params
 
@@ -291,7 +291,7 @@ def _common_env(cluster: Cluster, node_type: str, start: str) -> list[dict[str, 
     address = (
         f"127.0.0.1:{cluster.gcs_port}"
         if node_type == names.NODE_HEAD
-        else f"{names.head_fqdn(cluster.name, cluster.namespace)}:{cluster.gcs_port}"
+        else f"{cluster.head_fqdn}:{cluster.gcs_port}"
     )
     return [
         _field_env("RAY_CLUSTER_NAME", f"metadata.labels['{names.LABEL_CLUSTER}']"),
@@ -332,8 +332,8 @@ def _head_address_env(cluster: Cluster) -> list[dict[str, Any]]:
     """The head's name, fully qualified and short (RAY_IP: KubeRay keeps it for older
     images), for workers and for every init container (a TLS certificate needs it)."""
     return [
-        {"name": "FQ_RAY_IP", "value": names.head_fqdn(cluster.name, cluster.namespace)},
-        {"name": "RAY_IP", "value": names.head_service_name(cluster.name)},
+        {"name": "FQ_RAY_IP", "value": cluster.head_fqdn},
+        {"name": "RAY_IP", "value": cluster.head_service_name},
     ]
 
 
@@ -405,7 +405,7 @@ def _wait_gcs_container(
     """Hold the worker back until the head's GCS answers, so `ray start` does not give up.
     It has the Ray container's own env and mounts: `ray health-check` needs the same TLS
     or token settings as `ray start` (KubeRay copies them too)."""
-    address = f"{names.head_fqdn(cluster.name, cluster.namespace)}:{cluster.gcs_port}"
+    address = f"{cluster.head_fqdn}:{cluster.gcs_port}"
     script = (
         f"until ray health-check --address {address} > /dev/null 2>&1; do "
         f'echo "waiting for the GCS at {address}"; sleep {WAIT_GCS_INTERVAL_S}; done; '

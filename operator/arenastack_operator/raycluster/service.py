@@ -67,7 +67,7 @@ def build_head_service(cluster: Cluster) -> dict[str, Any]:
         **(cluster.spec.head_service_annotations or {}),
     }
     metadata: dict[str, Any] = {
-        "name": names.head_service_name(cluster.name),
+        "name": cluster.head_service_name,
         "namespace": cluster.namespace,
         "labels": labels,
         "ownerReferences": [cluster.owner_reference],

@@ -88,10 +88,15 @@ def head_service(job: Job, cluster: dict[str, Any]) -> dict[str, Any]:
 
 
 def dashboard_url(cluster: str, namespace: str, cluster_status: dict[str, Any]) -> str:
-    """host:port of the dashboard through the head Service, as KubeRay reports it."""
+    """host:port of the dashboard through the head Service (the one the cluster's status
+    names, which may have a name of its own), as KubeRay reports it."""
     endpoints = cluster_status.get("endpoints") or {}
     port = endpoints.get(DASHBOARD_PORT_NAME) or str(cluster_names.DASHBOARD_PORT)
-    return f"{cluster_names.head_fqdn(cluster, namespace)}:{port}"
+    service = (cluster_status.get("head") or {}).get("serviceName")
+    host = cluster_names.service_fqdn(
+        service or cluster_names.head_service_name(cluster), namespace
+    )
+    return f"{host}:{port}"
 
 
 def _number(value: float) -> str:
