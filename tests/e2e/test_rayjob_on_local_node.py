@@ -3,7 +3,8 @@ SUCCEEDED through its submitter Job and its cluster is deleted after; a failing 
 (submitted by the operator itself, HTTPMode) is retried once (backoffLimit 1) on a new
 cluster, then ends FAILED with Ray's message; SidecarMode submits from the head pod; a suspended job
 makes no cluster until it is released; deleting a running RayJob stops its Ray job; in
-InteractiveMode the job waits for the one you submit by hand, then follows it."""
+InteractiveMode the job waits for the one you submit by hand, then follows it; deletionRules
+delete the cluster, then the RayJob itself, on time."""
 
 from __future__ import annotations
 
@@ -139,11 +140,17 @@ def test_suspend_holds_a_job_and_deleting_a_running_job_stops_it(local_cluster, 
     assert resumed["jobStatus"] == "SUCCEEDED", resumed
 
 
-def test_interactive_mode_follows_the_job_you_submit(local_cluster, example):
+def test_interactive_mode_and_deletion_rules(local_cluster, example):
     cl = local_cluster
     mine = _variant(example, "mine", submissionMode="InteractiveMode")
     del mine["spec"]["entrypoint"]  # you submit it
-    _apply(cl, mine)
+    rules = [
+        {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED"}},
+        {"policy": "DeleteSelf", "condition": {"jobStatus": "SUCCEEDED", "ttlSeconds": 20}},
+    ]
+    tidy = _variant(example, "tidy", shutdownAfterJobFinishes=False,
+                    deletionStrategy={"deletionRules": rules})  # fmt: skip
+    _apply(cl, mine, tidy)
     waiting = _wait(cl, "mine", _deployment("Waiting"), "Waiting")["status"]
     assert "jobId" not in waiting and waiting["dashboardURL"], waiting
     head = cl.kubectl(
@@ -163,3 +170,14 @@ def test_interactive_mode_follows_the_job_you_submit(local_cluster, example):
                "-p", '{"spec":{"jobId":"by-hand-1"}}')  # fmt: skip
     done = _wait(cl, "mine", _deployment("Complete"), "Complete")["status"]
     assert (done["jobId"], done["jobStatus"]) == ("by-hand-1", "SUCCEEDED"), done
+
+    # deletionRules: the cluster at once, the RayJob itself 20 s after the end.
+    ended = _wait(cl, "tidy", _deployment("Complete"), "Complete")["status"]
+    deadline = time.monotonic() + 120
+    while _get(cl, "raycluster", ended["rayClusterName"]) is not None:
+        assert time.monotonic() < deadline, "DeleteCluster did not delete the job's cluster"
+        time.sleep(2)
+    assert _get(cl, "rayjob", "tidy") is not None  # not before its 20 s
+    while _get(cl, "rayjob", "tidy") is not None:
+        assert time.monotonic() < deadline, "DeleteSelf did not delete the RayJob"
+        time.sleep(2)

@@ -77,16 +77,6 @@ def job(**spec: Any) -> Job:
             "spec.backoffLimit is incompatible with InteractiveMode",
         ),
         (
-            {
-                "deletionStrategy": {
-                    "deletionRules": [
-                        {"policy": "DeleteCluster", "condition": {"jobStatus": "SUCCEEDED"}}
-                    ]
-                }
-            },
-            "spec.deletionStrategy is not supported yet",
-        ),
-        (
             {"rayClusterSpec": {**CLUSTER_SPEC, "tlsOptions": {"enabled": True}}},
             "spec.rayClusterSpec.tlsOptions",
         ),

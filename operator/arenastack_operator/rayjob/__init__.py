@@ -4,7 +4,8 @@ Layers, each usable without the next:
 - spec.py: the typed API (it also generates the CRD); model.py: a parsed job and the checks
   KubeRay makes at reconcile time.
 - Pure builders: builders.py (the job's RayCluster, the submitter Job, the Jobs API body),
-  status.py (one step of KubeRay's jobDeploymentStatus machine).
+  status.py (one step of KubeRay's jobDeploymentStatus machine), deletion.py (what
+  deletionStrategy deletes, and when).
 - dashboard.py: Ray's Jobs API on the head; handlers.py: watch events -> work queue ->
   reconcile.
 
@@ -27,6 +28,11 @@ Behaviour worth knowing:
   deletes the cluster and submitter and starts again with a new job id and cluster; `failed`
   counts every attempt, and the job ends Failed after backoffLimit + 1 of them.
 
-Refused with ValidationFailed as not supported yet: deletionStrategy (behind a feature gate in
-KubeRay).
+- deletionStrategy (deletion.py; behind a feature gate in KubeRay, always on here, with
+  KubeRay's checks): deletionRules or the legacy onSuccess/onFailure pair; at each due time the
+  most far-reaching policy not yet done acts (DeleteWorkers suspends every worker group,
+  DeleteCluster, DeleteSelf).
+
+Every field of KubeRay's RayJob is acted on; what KubeRay refuses is refused with
+ValidationFailed and its reason.
 """

@@ -31,7 +31,7 @@ from arenastack_operator.kubeclient import KubeClient, core_path, group_path, ob
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
 from arenastack_operator.raycluster import names as cluster_names
-from arenastack_operator.rayjob import builders, model
+from arenastack_operator.rayjob import builders, deletion, model
 from arenastack_operator.rayjob import spec as s
 from arenastack_operator.rayjob import status as st
 from arenastack_operator.rayjob.dashboard import DashboardError, JobsClient
@@ -94,6 +94,7 @@ class Controller(controller.Controller):
             return
         try:
             model.validate(job)
+            deletion.validate(job)
         except InvalidSpec as e:
             await self._write(body, previous, st.invalid(previous, str(e)))
             return
@@ -134,10 +135,45 @@ class Controller(controller.Controller):
         if current == st.SUSPENDED:
             return status if job.suspend else st.restarted(status)
         if current in st.TERMINAL:
+            if job.spec.deletion_strategy is not None:
+                await self._apply_deletion(body, job, status, now)
+                return status
             when = st.shutdown_at(job, status)
             if when is not None and now >= when:
                 await self._release(body, job, status, submitter=False)
         return status
+
+    async def _apply_deletion(
+        self, body: Mapping[str, Any], job: Job, status: Mapping[str, Any], now: datetime
+    ) -> None:
+        """The most far-reaching deletion policy that is due and not yet done."""
+        ended = st.parse_time(status.get("endTime"))
+        if ended is None:
+            return
+        name = status.get("rayClusterName")
+        path = _clusters(job.namespace, str(name)) if name else None
+        cluster = await self.api.get(path) if path and not job.uses_existing_cluster else None
+        if cluster is not None and not _owned_by(cluster, job.uid):
+            cluster = None
+        gone = cluster is None or bool(cluster["metadata"].get("deletionTimestamp"))
+        pending = [
+            p for p in deletion.due(job, status, ended, now).policies
+            if not (p == deletion.DELETE_CLUSTER and gone)
+            and not (p == deletion.DELETE_WORKERS and (gone or deletion.workers_suspended(cluster)))
+        ]  # fmt: skip
+        if not pending:
+            return
+        policy = deletion.most_impactful(pending)
+        if policy == deletion.DELETE_SELF:
+            await self.event(body, "Normal", "DeletedRayJob", "Deleted by deletionStrategy")
+            await self.api.delete(self.path(job.namespace, job.name), uid=job.uid)
+        elif policy == deletion.DELETE_CLUSTER:
+            await self._release(body, job, status, submitter=False)
+        elif policy == deletion.DELETE_WORKERS and cluster is not None and path is not None:
+            await self.api.merge_patch(path, deletion.suspend_workers_patch(cluster))
+            await self.event(body, "Normal", "UpdatedRayCluster",
+                             f"Set the suspend field to true for all worker groups in cluster "
+                             f"{job.namespace}/{name}")  # fmt: skip
 
     async def _cluster(
         self, body: Mapping[str, Any], job: Job, status: Mapping[str, Any]
@@ -296,6 +332,9 @@ class Controller(controller.Controller):
             self.queue.add_after(key_of(body), POLL_S)
         elif current in st.TERMINAL:
             when = st.shutdown_at(job, status)
+            ended = st.parse_time(status.get("endTime"))
+            if job.spec.deletion_strategy is not None and ended is not None:
+                when = deletion.due(job, status, ended, now).next_at
             if when is not None and now < when:
                 self.queue.add_after(key_of(body), (when - now).total_seconds() + 0.1)
 

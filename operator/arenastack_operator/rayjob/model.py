@@ -116,20 +116,9 @@ class Job:
         return DEFAULT_SUBMITTER_BACKOFF_LIMIT
 
 
-def refuse_unsupported(job: Job) -> None:
-    """What KubeRay does and this operator does not yet: refused, never silently ignored."""
-    spec = job.spec
-    not_yet = "is not supported yet by arenastack's RayJob controller"
-    if spec.deletion_strategy is not None:
-        raise InvalidSpec(f"spec.deletionStrategy {not_yet} (KubeRay keeps it behind its "
-                          "RayJobDeletionPolicy feature gate); use "
-                          "shutdownAfterJobFinishes")  # fmt: skip
-
-
 def validate(job: Job) -> None:
     """Raise InvalidSpec for what KubeRay refuses at reconcile time (its ValidateRayJobSpec,
-    with its wording where it has one), after what is not supported yet."""
-    refuse_unsupported(job)
+    with its wording where it has one); deletion.validate checks spec.deletionStrategy."""
     spec = job.spec
     if job.suspend and not spec.shutdown_after_job_finishes:
         raise InvalidSpec("spec.suspend: a RayJob with shutdownAfterJobFinishes set to false is "
