@@ -12,8 +12,10 @@ from arenastack_cluster.cluster import CHART_DIR as CHART
 
 pytestmark = pytest.mark.integration
 
-# Secrets are referenced by pods, never read by the operator.
-FORBIDDEN_RESOURCES = {"secrets", "*"}
+FORBIDDEN_RESOURCES = {"*"}
+# Secrets: the operator makes a token-authenticated RayCluster's token and reads a cluster's
+# token to call its Jobs API; it never lists or watches them, nor changes or deletes one.
+SECRET_VERBS = {"get", "create"}
 
 
 def _objects(cluster, kind: str, release: str, namespace: str | None = None) -> list[dict]:
@@ -89,6 +91,8 @@ def test_install_matches_values_and_uninstall_leaves_only_crds(cluster, crds, na
     for rule in role["rules"]:
         assert "*" not in rule["verbs"], rule
         assert not FORBIDDEN_RESOURCES & set(rule["resources"]), rule
+        if "secrets" in rule["resources"]:
+            assert rule["resources"] == ["secrets"] and set(rule["verbs"]) == SECRET_VERBS, rule
     (binding,) = _objects(cluster, "clusterrolebindings", release)
     assert binding["subjects"][0]["name"] == sa["metadata"]["name"]
 

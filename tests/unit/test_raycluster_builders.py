@@ -20,7 +20,7 @@ import pytest
 import yaml
 from compat_data import compat_manifests, require_sample
 
-from arenastack_operator.raycluster import names, podstate
+from arenastack_operator.raycluster import auth, names, podstate
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
 from arenastack_operator.raycluster.plan import (
     REASON_FAILED,
@@ -363,8 +363,10 @@ def test_invalid_specs_name_the_field(options: dict[str, Any], message: str) -> 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"authOptions": {"mode": "token"}}, r"spec.authOptions .* not supported yet"),
-        ({"authOptions": {"enableK8sTokenAuth": True}}, r"spec.authOptions .* not supported yet"),
+        (
+            {"authOptions": {"mode": "token", "enableK8sTokenAuth": True}},
+            r"spec.authOptions.enableK8sTokenAuth .* not supported yet",
+        ),
         ({"tlsOptions": {"enabled": True}}, r"spec.tlsOptions .* not supported yet"),
         ({"networkPolicy": {"mode": "DenyAll"}}, r"spec.networkPolicy .* not supported yet"),
         ({"historyServerOptions": {}}, r"spec.historyServerOptions .* not supported yet"),
@@ -396,6 +398,34 @@ def test_a_head_service_of_another_name_is_the_one_every_pod_is_told() -> None:
     assert (env["FQ_RAY_IP"], env["RAY_IP"]) == ("mine.ns.svc.cluster.local", "mine")
     assert "--address=mine.ns.svc.cluster.local:6379" in env["KUBERAY_GEN_RAY_START_CMD"]
     assert "mine.ns.svc.cluster.local:6379" in worker["spec"]["initContainers"][0]["args"][0]
+
+
+def test_token_auth_reaches_every_ray_process_by_reference_to_the_secret() -> None:
+    cluster = _cluster(authOptions={"mode": "token"}, enableInTreeAutoscaling=True)
+    validate(cluster)
+    token = {"secretKeyRef": {"name": "rc", "key": "auth_token"}}
+    head = build_head_pod(cluster)
+    worker = build_worker_pod(cluster, cluster.worker_groups[0])
+    ray_processes = (
+        head["spec"]["containers"][0],
+        head["spec"]["containers"][-1],
+        worker["spec"]["containers"][0],
+        worker["spec"]["initContainers"][0],
+    )
+    for container in ray_processes:
+        env = _env(container)
+        assert (env["RAY_AUTH_MODE"], env["RAY_AUTH_TOKEN"]) == ("token", token), container["name"]
+    named = _cluster(authOptions={"secretName": "mine"})  # mode defaults to token
+    assert named.token_auth and not named.auth_secret_generated
+    assert _env(build_head_pod(named)["spec"]["containers"][0])["RAY_AUTH_TOKEN"] == {
+        "secretKeyRef": {"name": "mine", "key": "auth_token"}}  # fmt: skip
+    secret = auth.build_secret(cluster, "t0k3n")
+    assert secret["metadata"]["name"] == "rc" and secret["stringData"] == {"auth_token": "t0k3n"}
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert auth.token_of({"data": {"auth_token": "dDBrM24="}}) == "t0k3n"
+    assert auth.token_of({"data": {}}) is None and len(auth.new_token()) == 44
+    disabled = _cluster(authOptions={"mode": "disabled"})
+    assert "RAY_AUTH_MODE" not in _env(build_head_pod(disabled)["spec"]["containers"][0])
 
 
 def test_what_asks_for_nothing_more_is_not_refused() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from arenastack_operator.raycluster.model import Cluster
 from arenastack_operator.rayjob import builders, model
 from arenastack_operator.rayjob import status as st
 from arenastack_operator.rayjob.model import InvalidSpec, Job
@@ -134,7 +135,9 @@ def test_the_jobs_head_service_selects_its_clusters_head_under_the_jobs_name():
 def test_the_submitter_submits_once_then_follows_the_logs():
     j = job(runtimeEnvYAML="env_vars:\n  A: 'x y'\n", metadata={"k": "v"}, entrypointNumCpus=0.5)
     address = "pi-abcde-head-svc.ns.svc.cluster.local:8265"
-    submitter = builders.submitter_job(j, "rayproject/ray:2.46.0", address, "pi-id")
+    submitter = builders.submitter_job(
+        j, _own_cluster(j), "rayproject/ray:2.46.0", address, "pi-id"
+    )
     assert submitter["metadata"]["name"] == "pi"
     assert submitter["spec"]["backoffLimit"] == model.DEFAULT_SUBMITTER_BACKOFF_LIMIT
     pod = submitter["spec"]["template"]["spec"]
@@ -163,7 +166,7 @@ def test_a_submitter_template_is_kept_and_its_command_wins():
     template = {"spec": {"restartPolicy": "OnFailure", "containers": [
         {"name": "mine", "image": "me:1", "command": ["my-submit"]}]}}  # fmt: skip
     j = job(submitterPodTemplate=template, submitterConfig={"backoffLimit": 0})
-    submitter = builders.submitter_job(j, "rayproject/ray:2.46.0", "a:8265", "id")
+    submitter = builders.submitter_job(j, _own_cluster(j), "rayproject/ray:2.46.0", "a:8265", "id")
     pod = submitter["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "OnFailure"
     assert pod["containers"][0]["command"] == ["my-submit"]
@@ -209,6 +212,30 @@ def test_the_sidecar_outcome_reads_the_head_pods_container_status():
     failed = st.sidecar_outcome(_head({"terminated": {"exitCode": 1, "reason": "Error"}}))
     message = "Ray head pod container ray-job-submitter terminated with exit code 1: Error"
     assert failed == (True, message)
+
+
+def _own_cluster(j: Job) -> Cluster:
+    return Cluster.from_body(builders.ray_cluster(j, "pi-abcde", "pi-abcde"))
+
+
+def test_a_cluster_with_token_auth_gives_its_submitters_the_token_by_reference():
+    spec = {**CLUSTER_SPEC, "rayVersion": "2.60.0", "authOptions": {"mode": "token"}}
+    j = job(rayClusterSpec=spec)
+    model.validate(j)
+    cluster = _own_cluster(j)
+    assert cluster.token_auth and cluster.auth_secret_name == "pi-abcde"
+    token = {"secretKeyRef": {"name": "pi-abcde", "key": "auth_token"}}
+    submitter = builders.submitter_job(j, cluster, "rayproject/ray:2.60.0", "a:8265", "id")
+    env = submitter["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "RAY_AUTH_MODE", "value": "token"} in env
+    assert {"name": "RAY_AUTH_TOKEN", "valueFrom": token} in env
+    sidecar = builders.ray_cluster(job(rayClusterSpec=spec, submissionMode="SidecarMode"),
+                                   "pi-abcde", "id")  # fmt: skip
+    head = sidecar["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert {"name": "RAY_AUTH_TOKEN", "valueFrom": token} in head[-1]["env"]
+    # Ray before 2.52 has no token authentication: refused, naming the version.
+    with pytest.raises(InvalidSpec, match="minimum Ray version is 2.52.0, got 2.46.0"):
+        model.validate(job(rayClusterSpec={**spec, "rayVersion": "2.46.0"}))
 
 
 def test_the_http_submission_body():

@@ -36,7 +36,7 @@ from arenastack_operator.kubeclient import (
 )
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
-from arenastack_operator.raycluster import autoscaler, names, plan, podstate, redis_cleanup
+from arenastack_operator.raycluster import auth, autoscaler, names, plan, podstate, redis_cleanup
 from arenastack_operator.raycluster.model import Cluster, InvalidSpec, validate
 from arenastack_operator.raycluster.resources import QuantityError
 from arenastack_operator.raycluster.service import build_head_service, build_headless_service
@@ -95,6 +95,8 @@ class Controller(controller.Controller):
             core_path(namespace, "pods"), f"{names.LABEL_CLUSTER}={cluster.name}"
         )
         pods = [p for p in labelled if podstate.owned_by(p, cluster.uid)]
+        if cluster.auth_secret_generated:
+            await self._ensure_auth_secret(cluster)
         service = await self._ensure_service(cluster, build_head_service(cluster))
         headless = build_headless_service(cluster)
         if headless is not None:
@@ -165,6 +167,20 @@ class Controller(controller.Controller):
             raise
         await self._event_for(cluster, "Normal", "CreatedService", desired["metadata"]["name"])
         return service
+
+    async def _ensure_auth_secret(self, cluster: Cluster) -> None:
+        """The cluster's token, made once before any pod that needs it."""
+        path = core_path(cluster.namespace, "secrets", cluster.auth_secret_name)
+        if await self.api.get(path) is not None:
+            return
+        try:
+            await self.api.create(core_path(cluster.namespace, "secrets"),
+                                  auth.build_secret(cluster, auth.new_token()))  # fmt: skip
+        except ApiError as e:
+            if e.status == CONFLICT:  # made meanwhile
+                return
+            raise
+        await self._event_for(cluster, "Normal", "CreatedSecret", cluster.auth_secret_name)
 
     async def _ensure_autoscaler_rbac(self, cluster: Cluster) -> None:
         if cluster.uid in self._rbac_ready:

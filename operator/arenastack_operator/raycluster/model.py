@@ -15,7 +15,9 @@ from arenastack_operator.raycluster.names import (
     ANNOTATION_FT_ENABLED,
     ANNOTATION_OVERWRITE_CMD,
     ANNOTATION_STORAGE_NAMESPACE,
+    AUTH_MODE_TOKEN,
     ENV_AUTOSCALER_START_CMD,
+    TOKEN_AUTH_MIN_VERSION,
     head_service_name,
     service_fqdn,
 )
@@ -146,6 +148,24 @@ class Cluster:
         return service_fqdn(self.head_service_name, self.namespace)
 
     @property
+    def token_auth(self) -> bool:
+        """authOptions with mode token (its default): every Ray process and client needs the
+        token."""
+        auth = self.spec.auth_options
+        return auth is not None and (auth.mode or AUTH_MODE_TOKEN) == AUTH_MODE_TOKEN
+
+    @property
+    def auth_secret_name(self) -> str:
+        auth = self.spec.auth_options
+        return (auth.secret_name if auth is not None else None) or self.name
+
+    @property
+    def auth_secret_generated(self) -> bool:
+        """The operator makes the token's Secret unless authOptions.secretName names one."""
+        auth = self.spec.auth_options
+        return self.token_auth and not (auth is not None and auth.secret_name)
+
+    @property
     def overwrites_container_cmd(self) -> bool:
         return self.annotations.get(ANNOTATION_OVERWRITE_CMD, "").lower() == "true"
 
@@ -187,9 +207,10 @@ def refuse_unsupported(cluster: Cluster) -> None:
     report ready as if it had them."""
     spec = cluster.spec
     not_yet = "is not supported yet by arenastack's RayCluster controller"
-    if spec.auth_options is not None and spec.auth_options.mode != "disabled":
-        raise InvalidSpec(f"spec.authOptions (token authentication) {not_yet}; remove it or "
-                          "set mode: disabled")  # fmt: skip
+    if spec.auth_options is not None and spec.auth_options.enable_k8s_token_auth:
+        raise InvalidSpec(f"spec.authOptions.enableK8sTokenAuth (Kubernetes service-account "
+                          f"tokens checked by Ray) {not_yet}; use mode: token with a generated "
+                          "or named Secret")  # fmt: skip
     if spec.tls_options is not None and spec.tls_options.enabled:
         raise InvalidSpec(f"spec.tlsOptions (mutual TLS between Ray processes) {not_yet}")
     if spec.network_policy is not None:
@@ -225,6 +246,14 @@ def validate(cluster: Cluster) -> None:
             "operator sets it to the autoscaler's start command, for your args to run"
         )
     _validate_ft_annotation(cluster)
+    if cluster.token_auth:
+        version = _VERSION.match(spec.ray_version or "")
+        if version is None:
+            raise InvalidSpec("spec.authOptions.mode is 'token' but spec.rayVersion is not a "
+                              "version: Ray 2.52.0 or later is required")  # fmt: skip
+        if (int(version[1]), int(version[2])) < TOKEN_AUTH_MIN_VERSION:
+            raise InvalidSpec("spec.authOptions.mode is 'token' but the minimum Ray version is "
+                              f"2.52.0, got {spec.ray_version}")  # fmt: skip
     ft = spec.gcs_fault_tolerance_options
     if ft is not None:
         if ft.backend == "rocksdb":

@@ -31,6 +31,14 @@ SHELL: Final = ("/bin/bash", "-c", "--")
 # Holds the autoscaler's generated start command, for a user's own args to run it.
 ENV_AUTOSCALER_START_CMD: Final = "KUBERAY_GEN_AUTOSCALER_START_CMD"
 
+# Token authentication (Ray >= 2.52): the mode, the token, and the key of the token in its
+# Secret (`<cluster>` unless authOptions.secretName names one).
+ENV_AUTH_MODE: Final = "RAY_AUTH_MODE"
+ENV_AUTH_TOKEN: Final = "RAY_AUTH_TOKEN"
+AUTH_TOKEN_KEY: Final = "auth_token"
+AUTH_MODE_TOKEN: Final = "token"
+TOKEN_AUTH_MIN_VERSION: Final = (2, 52)
+
 # Set on pods of a cluster with GCS fault tolerance (KubeRay's key).
 ANNOTATION_FT_ENABLED: Final = "ray.io/ft-enabled"
 # Where a cluster with GCS fault tolerance keeps its keys in Redis: set by a user on the

@@ -58,7 +58,9 @@ def build_head_pod(cluster: Cluster) -> dict[str, Any]:
     if cluster.autoscaling:
         pod_spec["serviceAccountName"] = autoscaler.service_account_name(cluster)
         log_volume = _ensure_mount(pod_spec, ray, names.LOG_VOLUME, names.LOG_PATH, {})
-        pod_spec["containers"].append(autoscaler.build_container(cluster, ray, log_volume))
+        sidecar = autoscaler.build_container(cluster, ray, log_volume)
+        _add_env(sidecar, auth_env(cluster))
+        pod_spec["containers"].append(sidecar)
     return _finish(cluster, template, names.NODE_HEAD, names.HEAD_GROUP, group.labels)
 
 
@@ -104,6 +106,18 @@ def _add_accelerator(params: dict[str, str], limits: Mapping[str, Any], where: s
     name, value = accelerator
     custom[name] = _number(float(value))
     params["resources"] = _resources_flag(custom)
+
+
+def auth_env(cluster: Cluster) -> list[dict[str, Any]]:
+    """What a Ray process or client of a cluster with token authentication needs: the mode,
+    and the token from the cluster's Secret (never its value)."""
+    if not cluster.token_auth:
+        return []
+    secret = {"name": cluster.auth_secret_name, "key": names.AUTH_TOKEN_KEY}
+    return [
+        {"name": names.ENV_AUTH_MODE, "value": names.AUTH_MODE_TOKEN},
+        {"name": names.ENV_AUTH_TOKEN, "valueFrom": {"secretKeyRef": secret}},
+    ]
 
 
 def pod_labels(cluster: Cluster, node_type: str, group: str) -> dict[str, str]:
@@ -229,6 +243,7 @@ def _prepare_ray_container(
         ray["args"] = [f"{ULIMIT}; {script}"]
     ray["ports"] = ray_container_ports(ray)
     _add_env(ray, _common_env(cluster, node_type, start))
+    _add_env(ray, auth_env(cluster))
     ray.setdefault("readinessProbe", _probe(cluster, node_type, READINESS))
     ray.setdefault("livenessProbe", _probe(cluster, node_type, LIVENESS))
 
@@ -430,4 +445,5 @@ def _wait_gcs_container(
     if mounts:
         # TLS material and the like that the image needs to run `ray`.
         container["volumeMounts"] = mounts
+    _add_env(container, auth_env(cluster))
     return container

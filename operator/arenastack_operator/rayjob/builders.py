@@ -15,6 +15,7 @@ from typing import Any, Final
 from arenastack_operator import constants
 from arenastack_operator.raycluster import names as cluster_names
 from arenastack_operator.raycluster.model import Cluster
+from arenastack_operator.raycluster.pods import auth_env
 from arenastack_operator.raycluster.service import build_head_service
 from arenastack_operator.rayjob import spec as s
 from arenastack_operator.rayjob.model import SUBMITTER_CONTAINER, Job
@@ -51,7 +52,10 @@ def ray_cluster(job: Job, name: str, job_id: str, address: str = "") -> dict[str
     spec = job.spec.ray_cluster_spec.to_json()
     if job.mode == s.MODE_SIDECAR:
         head = spec["headGroupSpec"]["template"]["spec"]
-        head["containers"].append(sidecar_submitter(job, head["containers"][0], job_id, address))
+        sidecar = sidecar_submitter(job, head["containers"][0], job_id, address)
+        own = Cluster(name, job.namespace, "", 0, job.spec.ray_cluster_spec)
+        sidecar["env"] += auth_env(own)
+        head["containers"].append(sidecar)
         head["restartPolicy"] = "Never"
     return {
         "apiVersion": "ray.io/v1",
@@ -180,8 +184,11 @@ def sidecar_submitter(
     }
 
 
-def submitter_job(job: Job, head_image: str, address: str, job_id: str) -> dict[str, Any]:
-    """The Kubernetes Job that submits the Ray job (K8sJobMode), named after the RayJob."""
+def submitter_job(
+    job: Job, cluster: Cluster, head_image: str, address: str, job_id: str
+) -> dict[str, Any]:
+    """The Kubernetes Job that submits the Ray job (K8sJobMode), named after the RayJob; with
+    the cluster's token when it has token authentication."""
     template = json.loads(json.dumps(job.spec.submitter_pod_template or {}))
     pod_spec = template.setdefault("spec", {})
     containers = pod_spec.setdefault("containers", [])
@@ -196,7 +203,9 @@ def submitter_job(job: Job, head_image: str, address: str, job_id: str) -> dict[
     if not container.get("command"):
         container["command"] = ["/bin/bash", "-ce", "--"]  # stop at the first failure, as KubeRay
         container["args"] = [submit_command(job, address, job_id)]
-    container["env"] = [*(container.get("env") or []), *_submitter_env(address, job_id)]
+    env = [*(container.get("env") or []), *_submitter_env(address, job_id)]
+    present = {e.get("name") for e in env}
+    container["env"] = env + [e for e in auth_env(cluster) if e["name"] not in present]
     labels = {**origin_labels(job), cluster_names.LABEL_CREATED_BY: constants.MANAGED_BY}
     return {
         "apiVersion": "batch/v1",

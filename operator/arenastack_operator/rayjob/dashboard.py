@@ -22,6 +22,11 @@ def _base(address: str) -> str:
     return address if address.startswith("http://") else f"http://{address}"
 
 
+def _headers(token: str | None) -> dict[str, str]:
+    """Ray's token authentication: the cluster's token as a bearer token."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class JobsClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
@@ -35,15 +40,19 @@ class JobsClient:
         if self._session is not None:
             await self._session.close()
 
-    async def info(self, address: str, job_id: str) -> dict[str, Any] | None:
-        async with self._http().get(f"{_base(address)}/api/jobs/{job_id}") as response:
+    async def info(
+        self, address: str, job_id: str, token: str | None = None
+    ) -> dict[str, Any] | None:
+        url = f"{_base(address)}/api/jobs/{job_id}"
+        async with self._http().get(url, headers=_headers(token)) as response:
             if response.status == 404:
                 return None
             response.raise_for_status()
             return dict(await response.json(content_type=None))
 
-    async def submit(self, address: str, body: Mapping[str, Any]) -> None:
-        async with self._http().post(f"{_base(address)}/api/jobs/", json=dict(body)) as response:
+    async def submit(self, address: str, body: Mapping[str, Any], token: str | None = None) -> None:
+        url = f"{_base(address)}/api/jobs/"
+        async with self._http().post(url, json=dict(body), headers=_headers(token)) as response:
             if 400 <= response.status < 500:
                 text = (await response.text())[:500]
                 if "already exists" in text:  # submitted before a restart: the same job
@@ -51,7 +60,8 @@ class JobsClient:
                 raise DashboardError(f"the dashboard refused the job ({response.status}): {text}")
             response.raise_for_status()
 
-    async def stop(self, address: str, job_id: str) -> None:
-        async with self._http().post(f"{_base(address)}/api/jobs/{job_id}/stop") as response:
+    async def stop(self, address: str, job_id: str, token: str | None = None) -> None:
+        url = f"{_base(address)}/api/jobs/{job_id}/stop"
+        async with self._http().post(url, headers=_headers(token)) as response:
             if response.status != 404:
                 response.raise_for_status()

@@ -26,11 +26,19 @@ import pydantic
 from kubernetes.client import Configuration
 
 from arenastack_operator import constants, controller, reconcile
-from arenastack_operator.controller import TRANSIENT, describe_invalid, key_of, replace_patch
+from arenastack_operator.controller import (
+    TRANSIENT,
+    RetryLater,
+    describe_invalid,
+    key_of,
+    replace_patch,
+)
 from arenastack_operator.kubeclient import KubeClient, core_path, group_path, object_path
 from arenastack_operator.metrics import OperatorMetrics
 from arenastack_operator.queuecontroller import register_queue_controller
+from arenastack_operator.raycluster import auth
 from arenastack_operator.raycluster import names as cluster_names
+from arenastack_operator.raycluster.model import Cluster
 from arenastack_operator.rayjob import builders, deletion, model
 from arenastack_operator.rayjob import spec as s
 from arenastack_operator.rayjob import status as st
@@ -224,7 +232,8 @@ class Controller(controller.Controller):
                "jobDeploymentStatus": st.WAITING if waits else st.RUNNING}  # fmt: skip
         if job.mode == s.MODE_K8S_JOB:
             head = (cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"])[0]
-            submitter = builders.submitter_job(job, head["image"], address, status["jobId"])
+            submitter = builders.submitter_job(job, Cluster.from_body(cluster), head["image"],
+                                               address, status["jobId"])  # fmt: skip
             await self.ensure_created(body, submitter)
         return new
 
@@ -247,11 +256,12 @@ class Controller(controller.Controller):
         if failure is not None and status.get("jobStatus") != st.JOB_FAILED:
             return st.finish(status, st.FAILED, st.REASON_SUBMISSION_FAILED, failure, now)
         address, job_id = str(status["dashboardURL"]), str(status["jobId"])
-        info = await self.jobs_api.info(address, job_id)
+        token = await self._token(cluster)
+        info = await self.jobs_api.info(address, job_id, token)
         if info is None:
             if job.mode == s.MODE_HTTP:
                 try:
-                    await self.jobs_api.submit(address, builders.submission(job, job_id))
+                    await self.jobs_api.submit(address, builders.submission(job, job_id), token)
                 except DashboardError as e:
                     return st.finish(status, st.FAILED, st.REASON_SUBMISSION_FAILED, str(e), now)
                 return status
@@ -261,6 +271,19 @@ class Controller(controller.Controller):
                                  now)  # fmt: skip
             return status
         return st.with_job_info(status, info, cluster.get("status") or {}, finished, now)
+
+    async def _token(self, cluster: Mapping[str, Any]) -> str | None:
+        """The cluster's token when it has token authentication (read from its Secret, never
+        kept or logged)."""
+        parsed = Cluster.from_body(cluster)
+        if not parsed.token_auth:
+            return None
+        path = core_path(parsed.namespace, "secrets", parsed.auth_secret_name)
+        token = auth.token_of(await self.api.get(path))
+        if token is None:
+            raise RetryLater(f"the Secret {parsed.namespace}/{parsed.auth_secret_name} holds no "
+                             f"{cluster_names.AUTH_TOKEN_KEY} yet")  # fmt: skip
+        return token
 
     async def _head_pod(self, cluster: Mapping[str, Any]) -> dict[str, Any] | None:
         meta = cluster["metadata"]
@@ -298,8 +321,11 @@ class Controller(controller.Controller):
         address, job_id = status.get("dashboardURL"), status.get("jobId")
         if address and job_id and status.get("jobStatus") not in st.JOB_TERMINAL:
             try:
-                await self.jobs_api.stop(str(address), str(job_id))
-            except (*TRANSIENT, DashboardError) as e:
+                name = status.get("rayClusterName")
+                cluster = await self.api.get(_clusters(body["metadata"]["namespace"], str(name)))
+                token = await self._token(cluster) if cluster is not None else None
+                await self.jobs_api.stop(str(address), str(job_id), token)
+            except (*TRANSIENT, DashboardError, RetryLater) as e:
                 logger.warning("RayJob %s/%s: could not stop Ray job %s: %s",
                                *key_of(body), job_id, e)  # fmt: skip
             else:
