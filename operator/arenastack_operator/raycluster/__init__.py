@@ -29,7 +29,6 @@ Behaviour worth knowing:
 - ray.io/overwrite-container-cmd: "true" keeps the Ray container's command as written (it runs
   $KUBERAY_GEN_RAY_START_CMD itself); the autoscaler's generated command is likewise in
   $KUBERAY_GEN_AUTOSCALER_START_CMD for autoscalerOptions.args to wrap.
-
 - Token authentication (authOptions, mode token; Ray >= 2.52): auth.py makes the Secret
   `<cluster>` with a random token (unless authOptions.secretName names one); every Ray
   container, wait-gcs-ready and the autoscaler get RAY_AUTH_MODE and RAY_AUTH_TOKEN by
@@ -38,6 +37,6 @@ Behaviour worth knowing:
 Refused as not supported yet (ReplicaFailure, InvalidRayClusterSpec, with the reason):
 authOptions.enableK8sTokenAuth, tlsOptions.enabled, networkPolicy, historyServerOptions,
 headGroupSpec.enableIngress, and the rocksdb GCS backend (as KubeRay does without its feature
-gate). Not done yet: multi-host replica labels for
-numOfHosts > 1 (pods are counted as replicas x numOfHosts, but not grouped).
+gate). Not done yet: multi-host replica labels for numOfHosts > 1 (pods are counted as
+replicas x numOfHosts, but not grouped).
 """
