@@ -9,7 +9,7 @@ the JSON lines, build chat prompts, start the engine, generate, write JSON lines
   fresh local Ray head per run (`ray start --head` with 2 CPUs and one `accelerator`, as the
   example's head and engine worker advertise them); timed from after `ray.init()` to the
   results written, as the script prints it.
-- anchor: the script's own `build_prompts` and `Generator` called in one process without
+- anchor: the script's own `Prompter` and `Generator` called in one process without
   Ray, at vLLM's default use (every prompt in one `LLM.generate` call) and at the setting
   matched to ours (one call per batch of BATCH_SIZE, as one engine replica gets them).
 
@@ -55,14 +55,14 @@ per_call = int(sys.argv[2])
 started = time.monotonic()
 with open(job.INPUT.removeprefix("local://")) as lines:
     rows = [json.loads(line) for line in lines if line.strip()]
-engine = job.Generator()
+prompter, engine = job.Prompter(), job.Generator()
 size = per_call or len(rows)
 out = []
 for at in range(0, len(rows), size):
     chunk = rows[at:at + size]
     batch = {"id": np.array([r["id"] for r in chunk]),
              "question": np.array([r["question"] for r in chunk], dtype=object)}
-    done = engine(job.build_prompts(batch))
+    done = engine(prompter(batch))
     out.extend({k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in done.items()}
                for i in range(len(chunk)))
 folder = job.OUTPUT.removeprefix("local://")
