@@ -27,6 +27,8 @@ GROUP_LABEL = "ray.io/group"
 CLUSTER_LABEL = "ray.io/cluster"
 # kube-api-access-<5 random characters>, and any other generated name's tail.
 RANDOM_TAIL = re.compile(r"-[a-z0-9]{5}$")
+# The apiserver's default service-node-port-range, from which it allocates node ports.
+NODE_PORTS = range(30000, 32768)
 # Set by the apiserver, the scheduler or the kubelet (here kwok), not by the operator.
 POD_SPEC_RUNTIME = ("nodeName",)
 # Fields of a Service the apiserver allocates.
@@ -152,6 +154,11 @@ def owner_status(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     for key in STATUS_QUANTITIES:
         if key in status:
             status[key] = _amount(status[key])
+    if "endpoints" in status:  # a NodePort Service's ports: each apiserver picks its own
+        status["endpoints"] = {
+            name: "<node port>" if value.isdigit() and int(value) in NODE_PORTS else value
+            for name, value in status["endpoints"].items()
+        }
     # Go's omitempty: a 0 or "" is written by one side and left out by the other.
     status = {k: v for k, v in status.items() if v not in (0, "", "0") or type(v) is bool}
     if kind == "RayJob" and "rayClusterStatus" in status:

@@ -100,3 +100,12 @@ def test_the_allow_list_needs_reasons_and_reports_what_it_no_longer_covers(tmp_p
     path.write_text("- path: 'Pod/*'\n")
     with pytest.raises(ValueError, match="no reason"):
         parity.load_allowed(path)
+
+
+def test_node_ports_in_a_clusters_endpoints_are_the_apiservers_choice() -> None:
+    ours = parity.owner_status("RayCluster", {"status": {"endpoints": {
+        "dashboard": "30123", "client": "10001", "named": "client"}}})  # fmt: skip
+    theirs = parity.owner_status("RayCluster", {"status": {"endpoints": {
+        "dashboard": "32700", "client": "10001", "named": "client"}}})  # fmt: skip
+    assert ours == theirs
+    assert ours["endpoints"] == {"dashboard": "<node port>", "client": "10001", "named": "client"}
