@@ -76,8 +76,7 @@ def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
         example, "fails", submissionMode="HTTPMode", backoffLimit=1,
         entrypoint="python -c \"raise SystemExit('no input rows')\"",
     )  # fmt: skip
-    sidecar = _variant(example, "beside", submissionMode="SidecarMode")
-    _apply(cl, example, failing, sidecar)
+    _apply(cl, example, failing)
 
     done = _wait(cl, "pi", lambda s: s.get("jobDeploymentStatus") in ("Complete", "Failed"),
                  "finished")  # fmt: skip
@@ -99,7 +98,10 @@ def test_jobs_succeed_fail_and_release_their_clusters(local_cluster, example):
         time.sleep(2)
     assert _get(cl, "job", "pi") is not None
 
-    # SidecarMode: the submitter ran in the head pod, beside Ray; no submitter Job.
+    # SidecarMode (after the others: three Ray heads starting at once on two cores can starve
+    # a head's dashboard past Ray's own 30 s start-up limit): the submitter runs in the head
+    # pod, beside Ray; no submitter Job.
+    _apply(cl, _variant(example, "beside", submissionMode="SidecarMode"))
     beside = _wait(cl, "beside", _deployment("Complete"), "Complete")["status"]
     assert beside["jobStatus"] == "SUCCEEDED" and beside["succeeded"] == 1, beside
     assert _get(cl, "job", "beside") is None
