@@ -193,7 +193,8 @@ def test_cpu_pipeline_stages_on_ray_nodes_become_a_raycluster(cluster, operator,
         resources={"limits": {"cpu": "1", "memory": "2Gi"}},
     ))  # fmt: skip
     ray = wait_for("the RayCluster", lambda: get(cluster, "raycluster", namespace, "pp-ray-0"))
-    assert ray["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    head_meta = ray["spec"]["headGroupSpec"]["template"]["metadata"]
+    assert head_meta["annotations"]["ray.io/overwrite-container-cmd"] == "true"
     head_spec = ray["spec"]["headGroupSpec"]["template"]["spec"]
     (head,) = head_spec["containers"]
     assert head["image"] == "vllm/vllm-openai:v0.32.0"

@@ -184,7 +184,11 @@ def test_replica_larger_than_a_node_becomes_a_raycluster() -> None:
     assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == 1
     worker = group["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"][names.GPU_RESOURCE] == 8
-    assert cluster["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    # The head keeps the engine's command; the workers get the generated `ray start`.
+    head_meta = cluster["spec"]["headGroupSpec"]["template"]["metadata"]
+    assert head_meta["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    assert "ray.io/overwrite-container-cmd" not in cluster["metadata"].get("annotations", {})
+    assert "annotations" not in group["template"]["metadata"]
     labels = cluster["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
     assert labels[constants.LABEL_COMPONENT] == names.COMPONENT_ENGINE
 

@@ -194,12 +194,7 @@ def ray_cluster(
     template_hash = spec_hash({"head": head, "worker": worker, "common": common})
     head_labels = names.labels(owner.name, names.COMPONENT_ENGINE)
     metadata = _metadata(owner, name, names.COMPONENT_ENGINE)
-    # KubeRay runs the head container's own command only with this annotation (else it
-    # appends `ray start`); the engine's command starts the Ray head itself, then the engine.
-    metadata["annotations"] = {
-        raycluster_names.ANNOTATION_OVERWRITE_CMD: "true",
-        names.ANNOTATION_SPEC_HASH: template_hash,
-    }
+    metadata["annotations"] = {names.ANNOTATION_SPEC_HASH: template_hash}
     return {
         "apiVersion": constants.RAYCLUSTER.api_version,
         "kind": constants.RAYCLUSTER.kind,
@@ -211,7 +206,14 @@ def ray_cluster(
                 "template": {
                     "metadata": {
                         "labels": head_labels,
-                        "annotations": {names.ANNOTATION_SPEC_HASH: template_hash},
+                        # KubeRay (and arenastack) run the head container's own command only
+                        # with this annotation (else `ray start` is added); the engine's command
+                        # starts the Ray head itself, then the engine. On the head's template
+                        # alone: the workers' `ray start` is the one the operator generates.
+                        "annotations": {
+                            names.ANNOTATION_SPEC_HASH: template_hash,
+                            raycluster_names.ANNOTATION_OVERWRITE_CMD: "true",
+                        },
                     },
                     "spec": {"containers": [head], **copy.deepcopy(common)},
                 },
