@@ -135,9 +135,7 @@ def test_the_jobs_head_service_selects_its_clusters_head_under_the_jobs_name():
 def test_the_submitter_submits_once_then_follows_the_logs():
     j = job(runtimeEnvYAML="env_vars:\n  A: 'x y'\n", metadata={"k": "v"}, entrypointNumCpus=0.5)
     address = "pi-abcde-head-svc.ns.svc.cluster.local:8265"
-    submitter = builders.submitter_job(
-        j, _own_cluster(j), "rayproject/ray:2.46.0", address, "pi-id"
-    )
+    submitter = builders.submitter_job(j, _own_cluster(j), address, "pi-id")
     assert submitter["metadata"]["name"] == "pi"
     assert submitter["spec"]["backoffLimit"] == model.DEFAULT_SUBMITTER_BACKOFF_LIMIT
     pod = submitter["spec"]["template"]["spec"]
@@ -166,7 +164,7 @@ def test_a_submitter_template_is_kept_and_its_command_wins():
     template = {"spec": {"restartPolicy": "OnFailure", "containers": [
         {"name": "mine", "image": "me:1", "command": ["my-submit"]}]}}  # fmt: skip
     j = job(submitterPodTemplate=template, submitterConfig={"backoffLimit": 0})
-    submitter = builders.submitter_job(j, _own_cluster(j), "rayproject/ray:2.46.0", "a:8265", "id")
+    submitter = builders.submitter_job(j, _own_cluster(j), "a:8265", "id")
     pod = submitter["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "OnFailure"
     assert pod["containers"][0]["command"] == ["my-submit"]
@@ -225,7 +223,7 @@ def test_a_cluster_with_token_auth_gives_its_submitters_the_token_by_reference()
     cluster = _own_cluster(j)
     assert cluster.token_auth and cluster.auth_secret_name == "pi-abcde"
     token = {"secretKeyRef": {"name": "pi-abcde", "key": "auth_token"}}
-    submitter = builders.submitter_job(j, cluster, "rayproject/ray:2.60.0", "a:8265", "id")
+    submitter = builders.submitter_job(j, cluster, "a:8265", "id")
     env = submitter["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "RAY_AUTH_MODE", "value": "token"} in env
     assert {"name": "RAY_AUTH_TOKEN", "valueFrom": token} in env

@@ -95,3 +95,13 @@ def test_suspending_the_workers_is_a_patch_conditional_on_what_was_read():
     assert patch["metadata"] == {"resourceVersion": "7"}
     assert [g["suspend"] for g in patch["spec"]["workerGroupSpecs"]] == [True, True]
     assert deletion.workers_suspended({"spec": patch["spec"]})
+
+
+def test_a_policy_whose_effect_is_there_is_done():
+    due = ("DeleteWorkers", "DeleteCluster", "DeleteSelf")
+    running = {"metadata": {}, "spec": {"workerGroupSpecs": [{"groupName": "a"}]}}
+    assert deletion.undone(due, running) == list(due)
+    suspended = {"metadata": {}, "spec": {"workerGroupSpecs": [{"suspend": True}]}}
+    assert deletion.undone(due, suspended) == ["DeleteCluster", "DeleteSelf"]
+    going = {**running, "metadata": {"deletionTimestamp": "t"}}
+    assert deletion.undone(due, going) == deletion.undone(due, None) == ["DeleteSelf"]

@@ -184,9 +184,7 @@ def sidecar_submitter(
     }
 
 
-def submitter_job(
-    job: Job, cluster: Cluster, head_image: str, address: str, job_id: str
-) -> dict[str, Any]:
+def submitter_job(job: Job, cluster: Cluster, address: str, job_id: str) -> dict[str, Any]:
     """The Kubernetes Job that submits the Ray job (K8sJobMode), named after the RayJob; with
     the cluster's token when it has token authentication."""
     template = json.loads(json.dumps(job.spec.submitter_pod_template or {}))
@@ -195,7 +193,7 @@ def submitter_job(
     if not containers:
         containers.append({
             "name": SUBMITTER_CONTAINER,
-            "image": head_image,
+            "image": cluster.head_container["image"],
             "resources": json.loads(json.dumps(SUBMITTER_RESOURCES)),
         })  # fmt: skip
         pod_spec.setdefault("restartPolicy", "Never")

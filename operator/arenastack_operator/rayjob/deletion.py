@@ -134,6 +134,18 @@ def most_impactful(policies: list[str]) -> str:
     return max(policies, key=lambda p: IMPACT[p])
 
 
+def undone(policies: tuple[str, ...], cluster: Mapping[str, Any] | None) -> list[str]:
+    """The due policies whose effect is not there yet, given the job's own cluster as read
+    (None when it is gone or not the job's): KubeRay's isDeletionActionCompleted."""
+    gone = cluster is None or bool(cluster["metadata"].get("deletionTimestamp"))
+    done = {DELETE_NONE}
+    if gone:
+        done |= {DELETE_CLUSTER, DELETE_WORKERS}
+    elif workers_suspended(cluster):
+        done.add(DELETE_WORKERS)
+    return [p for p in policies if p not in done]
+
+
 def workers_suspended(cluster: Mapping[str, Any]) -> bool:
     return all(g.get("suspend") for g in cluster["spec"].get("workerGroupSpecs") or [])
 

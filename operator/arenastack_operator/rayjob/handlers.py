@@ -163,12 +163,7 @@ class Controller(controller.Controller):
         cluster = await self.api.get(path) if path and not job.uses_existing_cluster else None
         if cluster is not None and not _owned_by(cluster, job.uid):
             cluster = None
-        gone = cluster is None or bool(cluster["metadata"].get("deletionTimestamp"))
-        pending = [
-            p for p in deletion.due(job, status, ended, now).policies
-            if not (p == deletion.DELETE_CLUSTER and gone)
-            and not (p == deletion.DELETE_WORKERS and (gone or deletion.workers_suspended(cluster)))
-        ]  # fmt: skip
+        pending = deletion.undone(deletion.due(job, status, ended, now).policies, cluster)
         if not pending:
             return
         policy = deletion.most_impactful(pending)
@@ -231,9 +226,8 @@ class Controller(controller.Controller):
         new = {**status, "dashboardURL": address, "rayClusterStatus": cluster_status,
                "jobDeploymentStatus": st.WAITING if waits else st.RUNNING}  # fmt: skip
         if job.mode == s.MODE_K8S_JOB:
-            head = (cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"])[0]
-            submitter = builders.submitter_job(job, Cluster.from_body(cluster), head["image"],
-                                               address, status["jobId"])  # fmt: skip
+            submitter = builders.submitter_job(job, Cluster.from_body(cluster), address,
+                                               status["jobId"])  # fmt: skip
             await self.ensure_created(body, submitter)
         return new
 
