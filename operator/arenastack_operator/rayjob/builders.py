@@ -52,10 +52,10 @@ def ray_cluster(job: Job, name: str, job_id: str, address: str = "") -> dict[str
     spec = job.spec.ray_cluster_spec.to_json()
     if job.mode == s.MODE_SIDECAR:
         head = spec["headGroupSpec"]["template"]["spec"]
-        sidecar = sidecar_submitter(job, head["containers"][0], job_id, address)
         own = Cluster(name, job.namespace, "", 0, job.spec.ray_cluster_spec)
-        sidecar["env"] += auth_env(own)
-        head["containers"].append(sidecar)
+        head["containers"].append(
+            sidecar_submitter(job, own, head["containers"][0], job_id, address)
+        )
         head["restartPolicy"] = "Never"
     return {
         "apiVersion": "ray.io/v1",
@@ -161,17 +161,22 @@ def _dashboard_port(head: dict[str, Any]) -> int:
     return cluster_names.DASHBOARD_PORT
 
 
-def _submitter_env(address: str, job_id: str) -> list[dict[str, str]]:
-    """What a submitter's own command may use (KubeRay's names)."""
-    return [
+def _with_submitter_env(
+    env: list[dict[str, Any]], cluster: Cluster, address: str, job_id: str
+) -> list[dict[str, Any]]:
+    """`env` and what a submitter's own command may use (KubeRay's names), with the cluster's
+    token when it has token authentication; a name already set is left as it is."""
+    added = [
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": ENV_DASHBOARD_ADDRESS, "value": address},
         {"name": ENV_SUBMISSION_ID, "value": job_id},
     ]
+    present = {e.get("name") for e in env}
+    return [*env, *added, *(e for e in auth_env(cluster) if e["name"] not in present)]
 
 
 def sidecar_submitter(
-    job: Job, head: dict[str, Any], job_id: str, address: str = ""
+    job: Job, cluster: Cluster, head: dict[str, Any], job_id: str, address: str = ""
 ) -> dict[str, Any]:
     """The submitter container of SidecarMode, in the head pod beside Ray."""
     return {
@@ -180,7 +185,7 @@ def sidecar_submitter(
         "resources": json.loads(json.dumps(SUBMITTER_RESOURCES)),
         "command": ["/bin/bash", "-ce", "--"],
         "args": [sidecar_command(job, _dashboard_port(head), job_id)],
-        "env": _submitter_env(address, job_id),
+        "env": _with_submitter_env([], cluster, address, job_id),
     }
 
 
@@ -201,9 +206,7 @@ def submitter_job(job: Job, cluster: Cluster, address: str, job_id: str) -> dict
     if not container.get("command"):
         container["command"] = ["/bin/bash", "-ce", "--"]  # stop at the first failure, as KubeRay
         container["args"] = [submit_command(job, address, job_id)]
-    env = [*(container.get("env") or []), *_submitter_env(address, job_id)]
-    present = {e.get("name") for e in env}
-    container["env"] = env + [e for e in auth_env(cluster) if e["name"] not in present]
+    container["env"] = _with_submitter_env(container.get("env") or [], cluster, address, job_id)
     labels = {**origin_labels(job), cluster_names.LABEL_CREATED_BY: constants.MANAGED_BY}
     return {
         "apiVersion": "batch/v1",
